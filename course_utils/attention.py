@@ -1,0 +1,26 @@
+"""The course's reference implementations of attention, in one namespace.
+
+Notebooks import from here; each concept lives in its own module:
+
+* ``softmax``      — stable softmax and masked softmax
+* ``masks``        — causal and padding masks (True = may attend)
+* ``dot_product``  — scaled dot-product attention
+* ``pooling``      — Nadaraya–Watson attention pooling (notebook 01)
+"""
+
+from course_utils.dot_product import check_qkv, scaled_dot_product_attention
+from course_utils.masks import causal_mask, padding_mask
+from course_utils.pooling import gaussian_kernel_scores, nadaraya_watson, soft_lookup
+from course_utils.softmax import masked_softmax, softmax
+
+__all__ = [
+    "causal_mask",
+    "check_qkv",
+    "gaussian_kernel_scores",
+    "masked_softmax",
+    "nadaraya_watson",
+    "padding_mask",
+    "scaled_dot_product_attention",
+    "soft_lookup",
+    "softmax",
+]

@@ -1,0 +1,57 @@
+"""Execute solution notebooks in place, storing their outputs (what strict nbval compares against).
+
+    python -m course_utils.record solutions/01_soft_weights.ipynb [more.ipynb ...]
+
+Runs on the CPU with the course's default settings (COURSE_DEVICE=cpu, one thread), in the
+current environment's kernel, exactly as ``make test`` will re-run them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def record(path: Path, timeout: int = 600) -> float:
+    """Execute ``path`` top to bottom, write the outputs back, return the seconds it took."""
+    notebook = nbformat.read(path, as_version=4)
+    os.environ["COURSE_DEVICE"] = "cpu"
+    os.environ.pop("COURSE_REQUIRE_CUDA", None)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - start
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+    nbformat.write(notebook, path)
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.record", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        if not path.is_file():
+            print(f"no such notebook: {path}", file=sys.stderr)
+            return 2
+        print(f"recorded {path} in {record(path, args.timeout):.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

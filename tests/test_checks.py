@@ -1,0 +1,124 @@
+"""check(): one line on success, one specific line on every kind of failure."""
+
+import pytest
+import torch
+
+from course_utils.attention import nadaraya_watson, soft_lookup, softmax
+from course_utils.checks import CheckFailed, available_checks, check
+
+
+def reference_softmax(scores, dim):
+    return softmax(scores, dim)
+
+
+def failure(name, fn) -> str:
+    with pytest.raises(CheckFailed) as info:
+        check(name, fn)
+    message = str(info.value)
+    assert "\n" not in message, "a check failure must be one line"
+    assert message.startswith(f"{name}: ")
+    return message
+
+
+def test_success_prints_one_line(capsys):
+    check("ex1_1_stable_softmax", reference_softmax)
+    check("ex1_2_soft_lookup", soft_lookup)
+    check("ex1_3_kernel_regression", nadaraya_watson)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("✔ ex1_") for line in lines)
+
+
+def test_render_traceback_is_one_line():
+    error = CheckFailed("weights do not sum to 1", name="ex9")
+    assert error._render_traceback_() == ["\x1b[31mCheckFailed\x1b[0m ex9: weights do not sum to 1"]
+
+
+@pytest.mark.parametrize(
+    ("wrong_answer", "expected_fragment"),
+    [
+        (lambda scores: scores, "cannot be called as stable_softmax(scores, dim)"),
+        (lambda scores, dim: None, "got NoneType: did you forget to `return` it?"),
+        (lambda scores, dim: scores.tolist(), "should be a torch.Tensor, got list"),
+        (lambda scores, dim: scores[:, :2], "should have shape (3, 5), got (3, 2)"),
+        (lambda scores, dim: scores * float("nan"), "contains NaN"),
+        (
+            lambda scores, dim: torch.softmax(scores, dim=0),
+            "did you normalise over the wrong dimension?",
+        ),
+        (
+            lambda scores, dim: torch.softmax(scores, dim=-1),
+            "use the `dim` argument instead of a fixed axis",
+        ),
+        (
+            lambda scores, dim: torch.exp(scores) / torch.exp(scores).sum(dim, keepdim=True),
+            "subtract the row max before exp()",
+        ),
+        (
+            lambda scores, dim: scores / 0 if dim == 5 else 1 / 0,
+            "raised ZeroDivisionError: division by zero",
+        ),
+    ],
+)
+def test_stable_softmax_mistakes_are_named(wrong_answer, expected_fragment):
+    assert expected_fragment in failure("ex1_1_stable_softmax", wrong_answer)
+
+
+def test_not_implemented_shows_the_hint():
+    def stable_softmax(scores, dim=-1):
+        raise NotImplementedError("subtract the max")
+
+    message = failure("ex1_1_stable_softmax", stable_softmax)
+    assert "not implemented yet" in message and "(hint: subtract the max)" in message
+
+
+def test_exception_names_the_learners_line():
+    def stable_softmax(scores, dim=-1):
+        shifted = scores - scores.max(dim=dim).values  # forgot keepdim: broadcasting error
+        return shifted.exp() / shifted.exp().sum(dim, keepdim=True) @ torch.ones(7)
+
+    message = failure("ex1_1_stable_softmax", stable_softmax)
+    assert "raised RuntimeError" in message and "line" in message
+
+
+def test_soft_lookup_mistakes_are_named():
+    def multiplies_temperature(query, keys, values, temperature):
+        weights = softmax(keys @ query * temperature, dim=0)
+        return weights @ values, weights
+
+    def returns_only_output(query, keys, values, temperature):
+        return soft_lookup(query, keys, values, temperature)[0]
+
+    assert "divide the scores by it" in failure("ex1_2_soft_lookup", multiplies_temperature)
+    assert "return a pair (output, weights)" in failure("ex1_2_soft_lookup", returns_only_output)
+
+
+def test_kernel_regression_mistakes_are_named():
+    def softmax_over_queries(query_points, train_points, train_values, bandwidth):
+        differences = query_points[:, None] - train_points[None, :]
+        weights = softmax(-(differences**2) / (2 * bandwidth**2), dim=0)
+        return weights @ train_values, weights
+
+    def forgets_square(query_points, train_points, train_values, bandwidth):
+        differences = query_points[:, None] - train_points[None, :]
+        weights = softmax(-(differences**2) / (2 * bandwidth), dim=1)
+        return weights @ train_values, weights
+
+    assert "did you softmax over the query axis?" in failure(
+        "ex1_3_kernel_regression", softmax_over_queries
+    )
+    assert "square the bandwidth" in failure("ex1_3_kernel_regression", forgets_square)
+
+
+def test_misuse_of_check_itself():
+    with pytest.raises(ValueError, match="unknown check 'ex0_nope'; known checks: "):
+        check("ex0_nope", reference_softmax)
+    assert "expected a function to call as stable_softmax(scores, dim), got int" in failure(
+        "ex1_1_stable_softmax", 3
+    )
+
+
+def test_every_registered_check_follows_the_naming_convention():
+    names = available_checks()
+    assert {"ex1_1_stable_softmax", "ex1_2_soft_lookup", "ex1_3_kernel_regression"} <= set(names)
+    for name in names:
+        assert name.startswith("ex") and name.split("_")[0][2:].isdigit(), name
