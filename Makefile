@@ -13,7 +13,7 @@ JOBS ?= 2
 NBVAL_ARGS := -p no:cacheprovider --nbval-current-env --nbval-cell-timeout=600 -n $(JOBS) --dist loadscope
 STRICT := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-unit test-notebooks test-gpu release check-release record lint format clean
+.PHONY: setup system-deps wheelhouse lab test test-unit test-notebooks test-gpu release check-release record lint format clean
 
 setup: $(STAMP)
 
@@ -23,10 +23,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
+# Debian packages the tests use when they can be had: chromium (browser test), bubblewrap (grader sandbox).
+# Without root or apt the tests that need them skip, or fall back, and say why.
+SYSTEM_PACKAGES := chromium bubblewrap
+system-deps:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1; } || \
+	  echo "could not install$$missing: the tests that need it will skip or fall back"; \
+	else echo "missing$$missing (needs root apt-get): the tests that need it will skip or fall back"; fi
+
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-test: setup check-release lint test-unit test-notebooks
+test: setup system-deps check-release lint test-unit test-notebooks
 
 test-unit: setup
 	$(PY) -m pytest -n $(JOBS) tests
@@ -59,6 +73,19 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Offline classroom install. `make wheelhouse` collects a wheel of every package the course uses, at the exact
+# versions of this .venv (tested), into wheelhouse/; WITH_TORCH=0 leaves torch out, for machines that already have
+# a CUDA build. On the classroom machine (same OS, CPU architecture and Python version):
+#   python3 -m venv .venv && .venv/bin/pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt -e ".[dev]"
+WITH_TORCH ?= 1
+wheelhouse: setup
+	rm -rf wheelhouse && mkdir -p wheelhouse
+	$(PY) -m pip freeze --exclude-editable --all | grep -v -i -E '^(course[-_]utils|pip)[=@ ]' \
+	  $(if $(filter 0,$(WITH_TORCH)),| grep -v -i -E '^torch[=@ ]') > wheelhouse/requirements.txt
+	$(PY) -m pip wheel --disable-pip-version-check -q --no-deps $(TORCH_PIP_ARGS) -w wheelhouse -r wheelhouse/requirements.txt
+	$(PY) -m pip wheel --disable-pip-version-check -q --no-deps -w wheelhouse .
+	@echo "wheelhouse/: $$(ls wheelhouse/*.whl | wc -l) wheels, $$(du -sh wheelhouse | cut -f1)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

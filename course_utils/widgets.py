@@ -41,6 +41,7 @@ class TemperatureExplorer:
             step=0.05,
             description="temperature",
             continuous_update=True,
+            style={"description_width": "initial"},
             readout_format=".2f",
         )
         self.output = widgets.Output()
