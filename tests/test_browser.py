@@ -52,6 +52,12 @@ def jupyterlab(repo_root, tmp_path):
     workdir.mkdir()
     shutil.copy(repo_root / "solutions" / NOTEBOOK, workdir / NOTEBOOK)
     port = free_port()
+    # No "get notified about Jupyter news?" toast over the screenshot (and no attempt to fetch news).
+    labconfig = tmp_path / "jupyter-config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
+    )
     env = dict(
         os.environ,
         JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
