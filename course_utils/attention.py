@@ -10,17 +10,23 @@ Notebooks import from here; each concept lives in its own module:
 
 from course_utils.dot_product import check_qkv, scaled_dot_product_attention
 from course_utils.masks import causal_mask, padding_mask
+from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
 from course_utils.pooling import gaussian_kernel_scores, nadaraya_watson, soft_lookup
+from course_utils.positional import sinusoidal_positional_encoding
 from course_utils.softmax import masked_softmax, softmax
 
 __all__ = [
+    "MultiHeadAttention",
     "causal_mask",
     "check_qkv",
     "gaussian_kernel_scores",
     "masked_softmax",
+    "merge_heads",
     "nadaraya_watson",
     "padding_mask",
     "scaled_dot_product_attention",
+    "sinusoidal_positional_encoding",
     "soft_lookup",
     "softmax",
+    "split_heads",
 ]
