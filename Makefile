@@ -13,7 +13,7 @@ JOBS ?= 2
 NBVAL_ARGS := -p no:cacheprovider --nbval-current-env --nbval-cell-timeout=600 -n $(JOBS) --dist loadscope
 STRICT := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup system-deps wheelhouse lab test test-unit test-notebooks test-gpu release check-release record lint format clean
+.PHONY: setup system-deps wheelhouse grade lab test test-unit test-notebooks test-gpu release check-release record lint format clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ check-release: setup
 NB ?= solutions/*.ipynb
 record: setup
 	$(PY) -m course_utils.record $(NB)
+
+# Grade a folder of submissions: SUBMISSIONS/<student>/<NN_name>.ipynb -> grades.csv, grades.json, feedback/
+SUBMISSIONS ?= submissions
+grade: setup
+	$(PY) -m course_utils.grade $(SUBMISSIONS) --out grades.csv --feedback feedback --jobs $(JOBS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,412 @@
+"""``course-grade``: grade a folder of submitted notebooks.
+
+    course-grade SUBMISSIONS_DIR --out grades.csv [--feedback DIR] [--jobs N] [--timeout S]
+                 [--memory-mb M] [--notebooks 01,02] [--sandbox auto|bwrap|none]
+
+Layout: ``SUBMISSIONS_DIR/<student>/<NN_name>.ipynb``. Exit status: 0 when grading ran (whatever
+the submissions did), 1 when the grader itself could not run some notebook (see the messages),
+2 on misuse (missing or empty folder, unknown notebook, bad option, bwrap requested but unusable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from course_utils.grade import report, seccomp
+from course_utils.grade.hidden import discover
+from course_utils.grade.runner import NotebookResult, Row, Settings, grade_notebook
+from course_utils.grade.sandbox import Launcher, Limits, SandboxError, choose_sandbox
+from course_utils.grade.submission import NotebookError, ReleasedNotebook, load_released
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class UsageError(Exception):
+    """Grader misuse: printed as one line, exit status 2."""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="course-grade",
+        description="Grade SUBMISSIONS_DIR/<student>/<NN_name>.ipynb with hidden tests in a sandbox.",
+        epilog="Statuses: "
+        + "; ".join(f"{name} = {text}" for name, text in report.STATUSES.items()),
+    )
+    parser.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR")
+    parser.add_argument(
+        "--out", type=Path, default=Path("grades.csv"), help="CSV report (default grades.csv)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="JSON report (default: --out with .json)"
+    )
+    parser.add_argument(
+        "--feedback", type=Path, default=None, metavar="DIR", help="write DIR/<student>.md"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_positive(int),
+        default=min(os.cpu_count() or 1, 8),
+        help="parallel submissions (default: CPU count, at most 8)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=20.0,
+        help="wall-clock seconds per exercise (cell + its hidden cases; default 20)",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=_positive(float),
+        default=60.0,
+        help="seconds for the child to import the course and run the setup cell (default 60)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=_positive(int),
+        default=3072,
+        help="address-space limit of a child in MB (default 3072; torch needs ~1000)",
+    )
+    parser.add_argument(
+        "--notebooks",
+        default=None,
+        help="comma-separated notebooks to grade, by number or name (01,02 or 01_soft_weights)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=("auto", "bwrap", "none"),
+        default="auto",
+        help="isolation (default auto: bwrap when available)",
+    )
+    parser.add_argument(
+        "--released",
+        type=Path,
+        default=ROOT / "notebooks",
+        help="released notebooks (setup cells, points)",
+    )
+    parser.add_argument(
+        "--solutions",
+        type=Path,
+        default=ROOT / "solutions",
+        help="instructor notebooks, hidden from submissions",
+    )
+    parser.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start a fresh interpreter for every notebook instead of forking a preloaded one (slower: ~2-3 s each)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    return parser
+
+
+def _students(submissions: Path) -> list[Path]:
+    if not submissions.exists():
+        raise UsageError(f"submissions folder {submissions} does not exist")
+    if not submissions.is_dir():
+        raise UsageError(
+            f"{submissions} is not a folder (expected SUBMISSIONS_DIR/<student>/<NN_name>.ipynb)"
+        )
+    try:
+        entries = sorted(submissions.iterdir())
+    except OSError as error:
+        raise UsageError(f"cannot list {submissions}: {error.strerror or error}") from None
+    students = [entry for entry in entries if entry.is_dir() and not entry.name.startswith(".")]
+    if not students:
+        raise UsageError(
+            f"no student folders in {submissions} (expected {submissions}/<student>/<NN_name>.ipynb)"
+        )
+    return students
+
+
+def _gradable(released_dir: Path) -> dict[str, object]:
+    """Notebook name -> hidden-test module, for notebooks that are released and have hidden tests."""
+    modules = discover()
+    return {
+        name: module
+        for name, module in sorted(modules.items())
+        if (released_dir / f"{name}.ipynb").is_file()
+    }
+
+
+def _select(
+    requested: str | None, gradable: dict[str, object], students: list[Path], released_dir: Path
+) -> list[str]:
+    known = ", ".join(gradable) or "none"
+    released = sorted(path.stem for path in released_dir.glob("[0-9][0-9]_*.ipynb"))
+    if requested is None:
+        submitted = {path.stem for student in students for path in student.glob("*.ipynb")}
+        chosen = [name for name in gradable if name in submitted]
+        if not chosen:
+            raise UsageError(
+                f"no submitted notebook has a gradable name (gradable: {known}); name files "
+                "<student>/<NN_name>.ipynb or choose notebooks with --notebooks"
+            )
+        return chosen
+    chosen = []
+    for token in (part.strip() for part in requested.split(",")):
+        if not token:
+            continue
+        matches = [name for name in gradable if name == token or name.split("_", 1)[0] == token]
+        ungraded = [name for name in released if name == token or name.split("_", 1)[0] == token]
+        if not matches and ungraded:
+            raise UsageError(
+                f"notebook {ungraded[0]} has no hidden tests yet (add a module to "
+                f"course_utils/grade/hidden/; gradable: {known})"
+            )
+        if len(matches) != 1:
+            raise UsageError(f"unknown notebook {token!r} in --notebooks (gradable: {known})")
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    if not chosen:
+        raise UsageError(f"--notebooks is empty (gradable: {known})")
+    return chosen
+
+
+def _prepare(name: str, released_dir: Path, module) -> tuple[ReleasedNotebook, dict]:
+    try:
+        released = load_released(released_dir / f"{name}.ipynb")
+    except NotebookError as error:
+        raise UsageError(str(error)) from None
+    cases = module.build_cases()
+    expected_ids = [exercise.grade_id for exercise in released.exercises]
+    missing = [grade_id for grade_id in expected_ids if not cases.get(grade_id)]
+    extra = sorted(set(cases) - set(expected_ids))
+    if missing or extra:
+        raise UsageError(
+            f"hidden tests of {name} are out of sync with {released.path}: "
+            f"no cases for {missing or 'none'}, cases for unknown exercises {extra or 'none'}"
+        )
+    return released, cases
+
+
+def _matplotlib_fontlist() -> dict | None:
+    """The parent's matplotlib font cache, handed to children so they do not rebuild it."""
+    try:
+        import matplotlib
+        from matplotlib import font_manager
+
+        path = (
+            Path(matplotlib.get_cachedir())
+            / f"fontlist-v{font_manager.FontManager.__version__}.json"
+        )
+        return {"name": path.name, "text": path.read_text(encoding="utf-8")}
+    except Exception:  # noqa: BLE001 - only a speed-up
+        return None
+
+
+def _preload_modules(notebooks) -> list[str]:
+    """Modules a zygote imports once: those the setup cells import, and the child's own."""
+    modules = ["numpy", "torch", "course_utils.grade.codec", "course_utils.grade.seccomp"]
+    for released in notebooks:
+        for node in ast.walk(ast.parse(released.setup_source)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            modules += [name for name in names if name not in modules]
+    return modules
+
+
+def _process_limit() -> int | None:
+    """RLIMIT_NPROC for children: this user's current tasks plus headroom (root: not enforced)."""
+    if os.getuid() == 0:
+        return None
+    tasks = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+            if int(fields["Uid"].split()[0]) == os.getuid():
+                tasks += int(fields["Threads"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return tasks + 512
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as error:
+        print(f"course-grade: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    students = _students(args.submissions)
+    gradable = _gradable(args.released)
+    names = _select(args.notebooks, gradable, students, args.released)
+    prepared = {name: _prepare(name, args.released, gradable[name]) for name in names}
+    for student in students:
+        for path in sorted(student.glob("*.ipynb")):
+            if path.stem not in gradable:
+                _warn(
+                    f"warning: {student.name}/{path.name} is not a gradable notebook name; ignored"
+                )
+    json_path = args.json or args.out.with_suffix(".json")
+    if json_path.absolute() == args.out.absolute():
+        raise UsageError(f"the CSV (--out) and the JSON (--json) would both be {json_path}")
+    for path in (args.out, json_path):
+        if not path.parent.is_dir():
+            raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    if args.feedback is not None:
+        try:
+            args.feedback.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(
+                f"cannot create feedback folder {args.feedback}: {error.strerror or error}"
+            ) from None
+    scratch_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    hidden = [args.solutions, args.submissions, scratch_root, args.out, json_path]
+    if args.feedback is not None:
+        hidden.append(args.feedback)
+    try:
+        try:
+            sandbox = choose_sandbox(args.sandbox, tuple(Path(path).absolute() for path in hidden))
+        except SandboxError as error:
+            raise UsageError(str(error)) from None
+        if sandbox.warning:
+            _warn(sandbox.warning)
+        launcher = Launcher(
+            sandbox,
+            scratch_root,
+            preload=_preload_modules(released for released, _ in prepared.values()),
+            fontlist=_matplotlib_fontlist(),
+            startup_timeout=args.startup_timeout,
+            use_zygote=not args.spawn and seccomp.supported(),
+        )
+        settings = Settings(
+            sandbox=sandbox,
+            limits=Limits(memory_mb=args.memory_mb, processes=_process_limit()),
+            timeout=args.timeout,
+            startup_timeout=args.startup_timeout,
+            launcher=launcher,
+        )
+        try:
+            results = _grade_all(students, names, prepared, settings, args.jobs, args.quiet)
+        finally:
+            launcher.close()
+        if launcher.fallback_reason:
+            _warn(
+                "warning: could not use a preloaded interpreter, so every notebook started a "
+                f"fresh one (slower): {launcher.fallback_reason}"
+            )
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)
+    rows = [row for result in results for row in result.rows]
+    runs = [
+        {
+            "student": student.name,
+            "notebook": name,
+            "seconds": round(result.seconds, 3),
+            "children": result.children,
+        }
+        for (student, name), result in zip(
+            ((student, name) for student in students for name in names), results, strict=True
+        )
+    ]
+    grader_errors = [message for result in results for message in result.grader_errors]
+    seccomp_problems = {result.seccomp_problem for result in results if result.seccomp_problem}
+    if seccomp_problems:
+        _warn(
+            "warning: the seccomp filter could not be installed in the children "
+            f"({seccomp_problems.pop()}); submissions could start processes"
+        )
+    report.write_csv(rows, args.out)
+    report.write_json(
+        rows,
+        json_path,
+        grader={
+            "sandbox": sandbox.mode,
+            "timeout_s": args.timeout,
+            "startup_timeout_s": args.startup_timeout,
+            "memory_mb": args.memory_mb,
+            "jobs": args.jobs,
+            "preloaded_interpreter": launcher.use_zygote,
+            "notebooks": names,
+            "grader_errors": grader_errors,
+        },
+        runs=runs,
+    )
+    feedback_files = report.write_feedback(rows, args.feedback) if args.feedback is not None else []
+    if not args.quiet:
+        print(report.summary_table(rows))
+        print()
+    seconds = sorted(run["seconds"] for run in runs)
+    median = seconds[len(seconds) // 2] if seconds else 0.0
+    print(
+        f"graded {len(students)} students × {len(names)} notebooks ({len(rows)} rows, median "
+        f"{median:.1f} s per notebook) -> {args.out}, {json_path}"
+        + (f", {len(feedback_files)} feedback files in {args.feedback}" if args.feedback else "")
+    )
+    for message in grader_errors:
+        _warn(f"grader error: {message}")
+    return 1 if grader_errors else 0
+
+
+def _grade_all(
+    students, names, prepared, settings: Settings, jobs: int, quiet: bool
+) -> list[NotebookResult]:
+    from tqdm import tqdm
+
+    tasks = [(student, name) for student in students for name in names]
+
+    def grade(task) -> NotebookResult:
+        student, name = task
+        released, cases = prepared[name]
+        path = student / f"{name}.ipynb"
+        exists = path.exists() or path.is_symlink()
+        try:
+            return grade_notebook(student.name, released, path if exists else None, cases, settings)
+        except Exception as error:  # noqa: BLE001 - a grader bug: report it, grade the others
+            message = f"internal grader error: {type(error).__name__}: {error}"
+            rows = [
+                Row(
+                    student.name,
+                    name,
+                    exercise.grade_id,
+                    0.0,
+                    exercise.points,
+                    "grader_error",
+                    message,
+                )
+                for exercise in released.exercises
+            ]
+            return NotebookResult(rows=rows, grader_errors=[f"{student.name}/{name}: {message}"])
+
+    with (
+        ThreadPoolExecutor(max_workers=jobs) as executor,
+        tqdm(
+            total=len(tasks), unit="notebook", file=sys.stderr, disable=quiet, desc="grading"
+        ) as progress,
+    ):
+        futures = [executor.submit(grade, task) for task in tasks]
+        for future in futures:
+            future.add_done_callback(lambda _: progress.update(1))
+        return [future.result() for future in futures]

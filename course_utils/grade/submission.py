@@ -1,0 +1,250 @@
+"""Reading notebooks: the released notebook (trusted) and a learner's submission (untrusted).
+
+From the RELEASED notebook (``notebooks/NN_name.ipynb``) come
+
+* the setup: its first code cell, with IPython magics (``%...``, ``!...``) removed, followed by
+  the top-level ``import`` statements of its other plain code cells (e.g. ``import
+  course_utils.attention as reference`` in a demo cell that a later exercise relies on) — the
+  imports only, never the demo code;
+* the exercises, in notebook order: each solution cell's nbgrader ``grade_id``, the function it
+  defines (the first top-level ``def``), and its points (the ``points`` of the check cell whose
+  grade_id is ``<grade_id>_check``).
+
+From a SUBMISSION only the source of the code cell carrying each exercise's grade_id is taken.
+Nothing in a submission can stop the grader: an unreadable file, invalid JSON, a file that is not
+a notebook, a missing or duplicated cell each become a status and a reason for the affected
+exercises (see ``Submission``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MAX_CELL_CHARACTERS = 256 * 1024
+
+
+class NotebookError(ValueError):
+    """A released notebook the grader cannot use (a course-authoring problem, not a learner's)."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    grade_id: str
+    function: str
+    points: float
+
+
+@dataclass(frozen=True)
+class ReleasedNotebook:
+    name: str  # "01_soft_weights"
+    path: Path
+    setup_source: str
+    exercises: tuple[Exercise, ...]
+
+    @property
+    def max_points(self) -> float:
+        return sum(exercise.points for exercise in self.exercises)
+
+
+def _source(cell: dict) -> str | None:
+    source = cell.get("source", "")
+    if isinstance(source, list) and all(isinstance(line, str) for line in source):
+        return "".join(source)
+    return source if isinstance(source, str) else None
+
+
+def _nbgrader(cell: dict) -> dict:
+    metadata = cell.get("metadata")
+    nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    return nbgrader if isinstance(nbgrader, dict) else {}
+
+
+def strip_magics(source: str) -> str:
+    """Drop IPython magic and shell lines (``%matplotlib inline``, ``!pip ...``)."""
+    return "\n".join(
+        line for line in source.split("\n") if not line.lstrip().startswith(("%", "!"))
+    )
+
+
+def _defined_function(source: str, where: str) -> str:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise NotebookError(f"{where}: released cell is not valid Python ({error.msg})") from None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return node.name
+    raise NotebookError(f"{where}: released solution cell defines no function")
+
+
+def _imports_of_plain_cells(cells: list[dict]) -> list[str]:
+    """Top-level import statements of code cells that are neither exercises nor checks."""
+    imports: list[str] = []
+    for cell in cells:
+        meta = _nbgrader(cell)
+        if meta.get("solution") or meta.get("grade"):
+            continue
+        source = strip_magics(_source(cell) or "")
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                statement = ast.get_source_segment(source, node)
+                if statement and statement not in imports:
+                    imports.append(statement)
+    return imports
+
+
+def load_released(path: Path) -> ReleasedNotebook:
+    """Read the setup cell and the graded exercises of a released notebook."""
+    try:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        cells = notebook["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise NotebookError(f"{path}: cannot read the released notebook: {error}") from None
+    code_cells = [cell for cell in cells if cell.get("cell_type") == "code"]
+    if not code_cells:
+        raise NotebookError(f"{path}: has no code cell to use as setup")
+    if _nbgrader(code_cells[0]).get("solution"):
+        raise NotebookError(f"{path}: the first code cell is an exercise, not the setup")
+    setup_source = strip_magics(_source(code_cells[0]) or "")
+    later_imports = _imports_of_plain_cells(code_cells[1:])
+    if later_imports:
+        setup_source += "\n\n# imports made by the notebook's other cells\n" + "\n".join(
+            later_imports
+        )
+    check_points = {}
+    solution_ids = []
+    for cell in code_cells:
+        meta = _nbgrader(cell)
+        grade_id = meta.get("grade_id")
+        if meta.get("solution") and grade_id:
+            solution_ids.append((grade_id, _source(cell) or ""))
+        elif meta.get("grade") and grade_id:
+            check_points[grade_id] = meta.get("points")
+    exercises = []
+    for grade_id, source in solution_ids:
+        where = f"{path.name} {grade_id}"
+        points = check_points.get(f"{grade_id}_check")
+        if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
+            raise NotebookError(
+                f"{where}: no check cell with grade_id {grade_id}_check and positive points"
+            )
+        exercises.append(Exercise(grade_id, _defined_function(source, where), float(points)))
+    if not exercises:
+        raise NotebookError(f"{path}: has no graded exercises")
+    return ReleasedNotebook(path.stem, path, setup_source, tuple(exercises))
+
+
+@dataclass
+class Submission:
+    """What was found in one submitted notebook.
+
+    ``problem`` (status, message) applies to every exercise (missing file, invalid notebook);
+    otherwise ``sources`` maps grade_id to the submitted cell source, and ``cell_problems`` maps
+    grade_id to (status, message) for exercises whose cell is missing, duplicated or unusable.
+    """
+
+    problem: tuple[str, str] | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    cell_problems: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def read_submission(path: Path | None, released: ReleasedNotebook) -> Submission:
+    if path is None:
+        return Submission(problem=("missing", f"no {released.name}.ipynb was submitted"))
+    try:
+        if path.is_symlink():
+            # A link could point at anything the grader can read, e.g. the instructor's notebook.
+            return Submission(
+                problem=(
+                    "invalid_notebook",
+                    f"{path.name} is a symbolic link: submit the notebook file itself",
+                )
+            )
+        if not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            return Submission(problem=("invalid_notebook", f"{path.name} is {kind}"))
+        size = path.stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            return Submission(
+                problem=(
+                    "invalid_notebook",
+                    f"the file is {size / 2**20:.0f} MiB, larger than the 64 MiB limit",
+                )
+            )
+        raw = path.read_bytes()
+    except OSError as error:
+        return Submission(
+            problem=("invalid_notebook", f"cannot read the file: {error.strerror or error}")
+        )
+    try:
+        notebook = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        return Submission(
+            problem=("invalid_notebook", "the file is not UTF-8 text, so not a notebook")
+        )
+    except json.JSONDecodeError as error:
+        return Submission(
+            problem=(
+                "invalid_notebook",
+                f"the file is not valid JSON ({error.msg} at line {error.lineno}, column "
+                f"{error.colno}): was it saved completely, or edited by hand?",
+            )
+        )
+    except (ValueError, RecursionError) as error:
+        return Submission(
+            problem=("invalid_notebook", f"the file is not valid JSON ({type(error).__name__})")
+        )
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list):
+        return Submission(
+            problem=(
+                "invalid_notebook",
+                "the file is JSON but not a Jupyter notebook (no list of cells)",
+            )
+        )
+    found: dict[str, list[dict]] = {}
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
+        grade_id = _nbgrader(cell).get("grade_id")
+        if isinstance(grade_id, str):
+            found.setdefault(grade_id, []).append(cell)
+    submission = Submission()
+    for exercise in released.exercises:
+        matches = found.get(exercise.grade_id, [])
+        if not matches:
+            submission.cell_problems[exercise.grade_id] = (
+                "missing",
+                f"no cell with nbgrader grade_id {exercise.grade_id!r}: the exercise cell or its "
+                "metadata was deleted; copy the cell from the released notebook and resubmit",
+            )
+            continue
+        if len(matches) > 1:
+            submission.cell_problems[exercise.grade_id] = (
+                "duplicate",
+                f"{len(matches)} cells carry grade_id {exercise.grade_id!r} (a copied cell?): keep exactly one",
+            )
+            continue
+        cell = matches[0]
+        source = _source(cell)
+        if cell.get("cell_type") != "code" or source is None:
+            submission.cell_problems[exercise.grade_id] = (
+                "missing",
+                f"the cell with grade_id {exercise.grade_id!r} is not a code cell with text source",
+            )
+        elif len(source) > MAX_CELL_CHARACTERS:
+            submission.cell_problems[exercise.grade_id] = (
+                "error",
+                f"the cell is {len(source)} characters long, above the {MAX_CELL_CHARACTERS} limit",
+            )
+        else:
+            submission.sources[exercise.grade_id] = source
+    return submission
