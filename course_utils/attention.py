@@ -8,6 +8,7 @@ Notebooks import from here; each concept lives in its own module:
 * ``pooling``      — Nadaraya–Watson attention pooling (notebook 01)
 """
 
+from course_utils.alignment import AdditiveAttention, LuongAttention
 from course_utils.dot_product import check_qkv, scaled_dot_product_attention
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
@@ -16,6 +17,8 @@ from course_utils.positional import sinusoidal_positional_encoding
 from course_utils.softmax import masked_softmax, softmax
 
 __all__ = [
+    "AdditiveAttention",
+    "LuongAttention",
     "MultiHeadAttention",
     "causal_mask",
     "check_qkv",
