@@ -625,7 +625,9 @@ def test_codec_round_trip_and_non_finite_values():
     assert str(matrix.values.tolist()) == "[[1.0, nan], [inf, -inf]]"
     assert mask.values.tolist() == [True, False] and integers.values.tolist() == [0, 1, 2]
     assert number == 2.5 and nothing is None
-    assert codec.encode("text") == {"kind": "object", "type": "str"}
+    assert codec.encode(object()) == {"kind": "object", "type": "object"}
+    assert codec.decode_output(codec.encode("partial")) == "partial"
+    assert codec.encode("x" * (codec.MAX_STRING + 1))["kind"] == "object"
     assert codec.encode(torch.zeros(codec.MAX_ELEMENTS + 1))["kind"] == "too_large"
     back = codec.decode_input(codec.encode(torch.tensor([float("nan"), 1.0], dtype=torch.float64)))
     assert back.dtype == torch.float64 and torch.isnan(back[0]) and back[1] == 1
@@ -645,6 +647,9 @@ def test_codec_round_trip_and_non_finite_values():
         {"kind": "number", "value": "1e5"},
         {"kind": "sequence", "items": [{"kind": "sequence", "items": []}] * 100},
         {"kind": "pickle", "data": "gASV"},
+        {"kind": "string", "value": 3},
+        {"kind": "string", "value": "x" * 10_000},
+        {"kind": "module", "constructor": "torch.nn.GRUCell", "arguments": [], "state": {}},
     ],
 )
 def test_codec_rejects_malformed_messages(garbage):

@@ -9,8 +9,15 @@ Both directions use the same tagged forms:
 * ``{"kind": "sequence", "items": [...]}`` — a tuple or list;
 * ``{"kind": "number", "value": 1.5}`` (or ``"nan"``/``"inf"``/``"-inf"``), ``{"kind": "bool",
   "value": true}``, ``{"kind": "none"}``;
+* ``{"kind": "string", "value": "partial"}`` — a str of at most ``MAX_STRING`` characters (e.g. an
+  exercise that answers with a label);
 * ``{"kind": "object", "type": "str"}`` — anything else, reported by type name only;
-* ``{"kind": "too_large", "type": "Tensor", "shape": [...]}`` — an array above ``MAX_ELEMENTS``.
+* ``{"kind": "too_large", "type": "Tensor", "shape": [...]}`` — an array above ``MAX_ELEMENTS``;
+* ``{"kind": "module", "constructor": "torch.nn.GRUCell", "arguments": [...], "state": {...}}`` —
+  INPUT ONLY: a ``ModuleInput`` (an ``nn.Module`` an exercise takes as an argument, e.g. the
+  attention and the GRU cell of a decoder step), rebuilt in the child from a constructor listed in
+  ``INPUT_MODULES``, its encoded arguments and its encoded ``state_dict``. ``decode_output``
+  rejects it: a child never sends modules back.
 
 The child calls ``encode`` on what the learner's function returned and ``decode_input`` on the
 hidden-test inputs; the parent calls ``encode`` on those inputs and ``decode_output`` on the child's
@@ -30,6 +37,15 @@ MAX_ELEMENTS = 500_000  # per array; ~10 MB of JSON
 MAX_DEPTH = 4  # nested tuples/lists
 MAX_ITEMS = 32  # items per tuple/list
 MAX_DIMENSIONS = 8
+MAX_STRING = 200  # characters of a returned str; longer ones cross as an object
+# The only classes a ModuleInput may name (module path + class name); the child imports them.
+INPUT_MODULES = frozenset(
+    {
+        "torch.nn.GRUCell",
+        "torch.nn.Linear",
+        "course_utils.alignment.AdditiveAttention",
+    }
+)
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
@@ -53,6 +69,26 @@ class Array:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.values.shape)
+
+
+@dataclass(frozen=True)
+class ModuleInput:
+    """An ``nn.Module`` sent to the child as an input, by constructor, arguments and weights.
+
+    ``ModuleInput("torch.nn.GRUCell", (14, 5), cell.state_dict())`` is rebuilt in the child as
+    ``GRUCell(14, 5)`` with those weights loaded (strictly). Never pickle.
+    """
+
+    constructor: str  # one of INPUT_MODULES
+    arguments: tuple  # what encode carries: numbers, bools, None, tensors
+    state: dict  # parameter and buffer name -> tensor
+
+    def __post_init__(self):
+        if self.constructor not in INPUT_MODULES:
+            raise ValueError(
+                f"ModuleInput constructor must be one of {sorted(INPUT_MODULES)}, "
+                f"got {self.constructor!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -120,6 +156,17 @@ def encode(value: Any, depth: int = 0) -> dict:
         return {"kind": "number", "value": int(value)}
     if isinstance(value, (float, np.floating)):
         return {"kind": "number", "value": _finite_or_tag(float(value))}
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            return {"kind": "object", "type": "str (too long)"}
+        return {"kind": "string", "value": value}
+    if isinstance(value, ModuleInput):
+        return {
+            "kind": "module",
+            "constructor": value.constructor,
+            "arguments": [encode(argument, depth + 1) for argument in value.arguments],
+            "state": {str(name): encode(tensor, depth + 1) for name, tensor in value.state.items()},
+        }
     if isinstance(value, (tuple, list)):
         if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
             return {"kind": "object", "type": f"{type(value).__name__} too deep or too long"}
@@ -202,6 +249,10 @@ def decode_output(message: Any, depth: int = 0) -> Any:
     if kind == "bool":
         _expect(type(message.get("value")) is bool, "bool value is not a bool")
         return message["value"]
+    if kind == "string":
+        value = message.get("value")
+        _expect(type(value) is str and len(value) <= MAX_STRING, "string value malformed")
+        return value
     if kind == "none":
         return None
     if kind == "object":
@@ -248,4 +299,27 @@ def decode_input(message: dict):
         return message["value"]
     if kind == "none":
         return None
+    if kind == "string":
+        return message["value"]
+    if kind == "module":
+        return _build_module(message)
     raise ValueError(f"cannot decode input of kind {kind!r}")
+
+
+def _build_module(message: dict):
+    """Child side: construct a ModuleInput's class and load its weights."""
+    import importlib
+
+    import torch
+
+    constructor = message["constructor"]
+    if constructor not in INPUT_MODULES:
+        raise ValueError(f"cannot build module {constructor!r}: not one of INPUT_MODULES")
+    module_path, _, class_name = constructor.rpartition(".")
+    module_class = getattr(importlib.import_module(module_path), class_name)
+    arguments = [decode_input(argument) for argument in message["arguments"]]
+    with torch.random.fork_rng(devices=[]):  # random initialisation leaves the learner's RNG alone
+        module = module_class(*arguments)
+    state = {name: decode_input(tensor) for name, tensor in message["state"].items()}
+    module.load_state_dict(state, strict=True)
+    return module

@@ -149,3 +149,22 @@ def discover() -> dict[str, ModuleType]:
             )
         modules[notebook] = module
     return modules
+
+
+def naming_mistakes(judge: Judge, mistakes: list[tuple[Any, str]]) -> Judge:
+    """``judge``, and when it fails, the explanation of the first mistake whose result it matches.
+
+    ``mistakes`` pairs what a classic mistake returns for the case's inputs with its explanation;
+    they stay in the parent like the expected value.
+    """
+
+    def judged(actual: Any, expected: Any) -> str | None:
+        problem = judge(actual, expected)
+        if problem is None:
+            return None
+        for mistaken, explanation in mistakes:
+            if judge(actual, mistaken) is None:
+                return f"{problem}; it matches a classic mistake: {explanation}"
+        return problem
+
+    return judged
