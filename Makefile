@@ -13,7 +13,7 @@ JOBS ?= 2
 NBVAL_ARGS := -p no:cacheprovider --nbval-current-env --nbval-cell-timeout=600 -n $(JOBS) --dist loadscope
 STRICT := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup system-deps wheelhouse grade lab test test-unit test-notebooks test-gpu release check-release record lint format clean
+.PHONY: setup system-deps wheelhouse grade bench lab test test-unit test-notebooks test-gpu release check-release record lint format clean
 
 setup: $(STAMP)
 
@@ -70,6 +70,10 @@ record: setup
 SUBMISSIONS ?= submissions
 grade: setup
 	$(PY) -m course_utils.grade $(SUBMISSIONS) --out grades.csv --feedback feedback --jobs $(JOBS)
+
+# Naive vs tiled vs torch SDPA, n = 512..16384, forward and forward+backward: table, bench_results/bench.csv and .png
+bench: setup
+	$(PY) -m course_utils.bench --threads 1 --out bench_results
 
 lint: setup
 	$(VENV)/bin/ruff check .

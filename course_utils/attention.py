@@ -4,12 +4,17 @@ Notebooks import from here; each concept lives in its own module:
 
 * ``softmax``      — stable softmax and masked softmax
 * ``masks``        — causal and padding masks (True = may attend)
-* ``dot_product``  — scaled dot-product attention
-* ``pooling``      — Nadaraya–Watson attention pooling (notebook 01)
+* ``pooling``      — soft lookup and Nadaraya–Watson attention pooling (notebook 01)
+* ``alignment``    — additive (Bahdanau) and multiplicative (Luong) attention modules (02, 03)
+* ``dot_product``  — scaled dot-product attention (04)
+* ``positional``   — sinusoidal positional encodings (04)
+* ``multihead``    — split/merge heads and multi-head attention (06)
+* ``flash``        — tiled attention with online softmax and a recomputing backward (07)
 """
 
 from course_utils.alignment import AdditiveAttention, LuongAttention
 from course_utils.dot_product import check_qkv, scaled_dot_product_attention
+from course_utils.flash import flash_attention
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
 from course_utils.pooling import gaussian_kernel_scores, nadaraya_watson, soft_lookup
@@ -22,6 +27,7 @@ __all__ = [
     "MultiHeadAttention",
     "causal_mask",
     "check_qkv",
+    "flash_attention",
     "gaussian_kernel_scores",
     "masked_softmax",
     "merge_heads",

@@ -171,3 +171,132 @@ class MaskExplorer:
             fig.tight_layout()
             display(fig)
             plt.close(fig)
+
+
+class TileExplorer:
+    """Step through flash attention's tiles: which (query block, key block) is computed when.
+
+    Left: the n × n score matrix cut into tiles — done, current, still to do, and (causal) skipped
+    tiles that are never computed, with masked pairs inside diagonal tiles shaded. Right: for each
+    query row of the current block, the share of its final softmax mass seen so far,
+    l · exp(m − m_final) / l_final, which reaches 1 after the row's last tile (online softmax).
+
+    Drive it without a browser: set ``explorer.slider.value`` (tile step), ``explorer.block_picker.value``
+    (block size) or ``explorer.causal_box.value`` and read ``current_step``, ``current_tile``,
+    ``current_mass_seen``, ``steps`` and ``redraws``.
+    """
+
+    def __init__(
+        self, n: int = 16, block: int = 4, causal: bool = True, dim: int = 8, seed: int = 0
+    ):
+        from course_utils.flash import tile_schedule
+
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= 64:
+            raise ValueError(f"n must be an int between 2 and 64 (one cell per pair), got {n!r}")
+        self._tile_schedule = tile_schedule
+        self.n = n
+        generator = torch.Generator().manual_seed(seed)
+        # Growing scores along the keys make the running max move: the rescaling is visible.
+        self.queries = torch.randn(1, n, dim, generator=generator) * 1.5
+        self.keys = torch.randn(1, n, dim, generator=generator) * 1.5
+        self.values = torch.randn(1, n, dim, generator=generator)
+        options = sorted({size for size in (2, 3, 4, 5, 8, block) if 1 <= size <= n})
+        self.block_picker = widgets.Dropdown(options=options, value=block, description="block")
+        self.causal_box = widgets.Checkbox(value=causal, description="causal")
+        self.slider = widgets.IntSlider(value=0, min=0, max=0, description="tile step")
+        self.output = widgets.Output()
+        self.redraws = 0
+        self._replay()
+        self.slider.observe(self._on_step, names="value")
+        self.block_picker.observe(self._on_settings, names="value")
+        self.causal_box.observe(self._on_settings, names="value")
+        controls = widgets.HBox([self.slider, self.block_picker, self.causal_box])
+        self.widget = widgets.VBox([controls, self.output])
+        self.draw()
+
+    def _replay(self) -> None:
+        """Run the forward pass once, recording the running (m, l) after every computed tile."""
+        from course_utils.flash import flash_attention_forward
+
+        block, causal = self.block_picker.value, self.causal_box.value
+        self.steps = []
+
+        def record(step) -> None:
+            self.steps.append((step.tile, step.row_max[0].clone(), step.row_sum[0].clone()))
+
+        _, self.final_lse = flash_attention_forward(
+            self.queries, self.keys, self.values, causal, block, block, on_tile=record
+        )
+        self.tiles = self._tile_schedule(self.n, self.n, block, block, causal)
+        self.skipped = sum(tile.kind == "skip" for tile in self.tiles)
+        with self.slider.hold_trait_notifications():
+            self.slider.max = len(self.steps) - 1
+            self.slider.value = min(self.slider.value, self.slider.max)
+        self._select(self.slider.value)
+
+    def _select(self, step: int) -> None:
+        tile, row_max, row_sum = self.steps[step]
+        self.current_step = step
+        self.current_tile = tile
+        final_lse = self.final_lse[0, tile.q_start : tile.q_stop]
+        # share of the final normaliser seen so far: l · exp(m − L), with L = m_final + log l_final
+        self.current_mass_seen = row_sum * torch.exp(row_max - final_lse)
+
+    def _on_step(self, change) -> None:
+        self._select(change["new"])
+        self.draw()
+
+    def _on_settings(self, change) -> None:
+        self._replay()
+        self.draw()
+
+    def _tile_image(self) -> torch.Tensor:
+        """n × n codes: 0 to do, 1 done, 2 current, 3 skipped, 4 masked inside a computed tile."""
+        image = torch.zeros(self.n, self.n)
+        done = {(tile.q_index, tile.k_index) for tile, _, _ in self.steps[: self.current_step]}
+        for tile in self.tiles:
+            cells = (slice(tile.q_start, tile.q_stop), slice(tile.k_start, tile.k_stop))
+            if tile.kind == "skip":
+                image[cells] = 3
+            elif tile == self.current_tile:
+                image[cells] = 2
+            elif (tile.q_index, tile.k_index) in done:
+                image[cells] = 1
+        if self.causal_box.value:
+            future = torch.ones(self.n, self.n, dtype=torch.bool).triu(1)
+            image[future & (image != 3)] = 4
+        return image
+
+    def draw(self) -> None:
+        from matplotlib.colors import ListedColormap
+
+        self.redraws += 1
+        tile = self.current_tile
+        with self.output:
+            self.output.clear_output(wait=True)
+            fig, (grid_ax, mass_ax) = plt.subplots(1, 2, figsize=(10, 4))
+            colours = ListedColormap(["white", "#9ecae1", "#e6550d", "#d9d9d9", "#636363"])
+            grid_ax.imshow(self._tile_image().numpy(), cmap=colours, vmin=-0.5, vmax=4.5)
+            block = self.block_picker.value
+            for edge in range(block, self.n, block):
+                grid_ax.axhline(edge - 0.5, color="black", linewidth=0.8)
+                grid_ax.axvline(edge - 0.5, color="black", linewidth=0.8)
+            grid_ax.set_title(
+                f"tile {self.current_step + 1}/{len(self.steps)}: queries [{tile.q_start}, "
+                f"{tile.q_stop}) × keys [{tile.k_start}, {tile.k_stop}) ({tile.kind}); "
+                f"{self.skipped} skipped",
+                fontsize=9,
+            )
+            grid_ax.set_xlabel("keys")
+            grid_ax.set_ylabel("queries")
+            rows = list(range(tile.q_start, tile.q_stop))
+            mass_ax.bar(rows, self.current_mass_seen.numpy(), color="#e6550d")
+            mass_ax.axhline(1.0, color="black", linestyle=":", linewidth=1)
+            mass_ax.set_ylim(0, 1.1)
+            mass_ax.set_xticks(rows)
+            mass_ax.set_xlabel("query row of the current block")
+            mass_ax.set_ylabel("softmax mass seen so far")
+            mass_ax.set_title("l · exp(m − m_final) / l_final  (1 = row finished)", fontsize=9)
+            fig.tight_layout()
+            display(fig)
+            plt.close(fig)

@@ -1,0 +1,228 @@
+"""Optional: the flash attention forward pass as one fused Triton GPU kernel.
+
+This module always imports, so that a notebook can ask whether the kernel can run here; the
+kernel itself is defined only when the ``triton`` package is installed, and it runs only on a
+CUDA GPU. Elsewhere :func:`unavailable_reason` says why, and :func:`triton_flash_attention`
+raises a ``RuntimeError`` with that reason.
+
+One program instance handles one block of BLOCK_Q queries of one (batch, head): it loads the
+query block once into on-chip memory (SRAM / registers) and streams key and value blocks past it
+with the online softmax, exactly like ``course_utils.flash`` does with torch operations — but
+scores never leave the chip, which is the whole point of flash attention on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+try:  # the kernel exists only where triton does
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the machine
+    triton = None
+    tl = None
+
+TRITON_AVAILABLE = triton is not None
+SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
+_LOG2_E = 1.4426950408889634  # exp(x) = 2^(x · log2 e): exp2 is the fast path on GPUs
+
+
+def _interpreting() -> bool:
+    """TRITON_INTERPRET=1 runs kernels on the CPU with numpy (slow; for testing the kernel logic)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def unavailable_reason(device: torch.device | str | None = None) -> str | None:
+    """None when the Triton kernel can run on ``device`` (default: cuda), else a one-line reason."""
+    if not TRITON_AVAILABLE:
+        return "the `triton` package is not installed (it comes with CUDA builds of torch on Linux)"
+    if _interpreting():
+        return None
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is available (torch.cuda.is_available() is False)"
+    if device is not None and torch.device(device).type != "cuda":
+        return f"the course runs on {torch.device(device).type!r}; set COURSE_DEVICE=cuda to use the GPU"
+    return None
+
+
+def require_triton(device: torch.device | str | None = None) -> None:
+    reason = unavailable_reason(device)
+    if reason:
+        raise RuntimeError(f"the Triton flash kernel cannot run here: {reason}")
+
+
+if TRITON_AVAILABLE:
+
+    @triton.jit
+    def _flash_forward_kernel(
+        Q,
+        K,
+        V,
+        Out,
+        stride_q_batch,
+        stride_q_row,
+        stride_k_batch,
+        stride_k_row,
+        stride_v_batch,
+        stride_v_row,
+        stride_o_batch,
+        stride_o_row,
+        n_q,
+        n_k,
+        scale_log2,
+        HEAD_DIM: tl.constexpr,
+        BLOCK_Q: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        CAUSAL: tl.constexpr,
+        PRECISION: tl.constexpr,
+    ):
+        q_block = tl.program_id(0)
+        batch_head = tl.program_id(1)
+        rows = q_block * BLOCK_Q + tl.arange(0, BLOCK_Q)
+        features = tl.arange(0, HEAD_DIM)
+        key_offsets = tl.arange(0, BLOCK_K)
+        row_ok = rows[:, None] < n_q
+        queries = tl.load(
+            Q + batch_head * stride_q_batch + rows[:, None] * stride_q_row + features[None, :],
+            mask=row_ok,
+            other=0.0,
+        )
+        row_max = tl.full([BLOCK_Q], float("-inf"), tl.float32)  # m, in log2 units
+        row_sum = tl.zeros([BLOCK_Q], tl.float32)  # l
+        acc = tl.zeros([BLOCK_Q, HEAD_DIM], tl.float32)
+        k_end = n_k
+        if CAUSAL:  # key blocks after this query block's last row are skipped entirely
+            k_end = tl.minimum(n_k, (q_block + 1) * BLOCK_Q)
+        for k_start in range(0, k_end, BLOCK_K):
+            cols = k_start + key_offsets
+            col_ok = cols < n_k
+            keys_t = tl.load(  # (HEAD_DIM, BLOCK_K): Kᵀ of this key block
+                K + batch_head * stride_k_batch + cols[None, :] * stride_k_row + features[:, None],
+                mask=col_ok[None, :],
+                other=0.0,
+            )
+            # s = q·k / √d, times log2 e so that exp2 can replace exp
+            scores = tl.dot(queries, keys_t, input_precision=PRECISION) * scale_log2
+            visible = col_ok[None, :]
+            if CAUSAL:
+                visible = visible & (cols[None, :] <= rows[:, None])
+            scores = tl.where(visible, scores, float("-inf"))
+            new_max = tl.maximum(row_max, tl.max(scores, 1))  # m' = max(m, max_j s_j)
+            probabilities = tl.exp2(scores - new_max[:, None])  # P̃ = exp(S − m')
+            correction = tl.exp2(row_max - new_max)  # exp(m − m')
+            row_sum = row_sum * correction + tl.sum(probabilities, 1)  # l' = l·exp(m − m') + Σ P̃
+            values = tl.load(
+                V + batch_head * stride_v_batch + cols[:, None] * stride_v_row + features[None, :],
+                mask=col_ok[:, None],
+                other=0.0,
+            )
+            # acc' = acc · exp(m − m') + P̃ V
+            acc = acc * correction[:, None] + tl.dot(
+                probabilities.to(values.dtype), values, input_precision=PRECISION
+            )
+            row_max = new_max
+        acc = acc / row_sum[:, None]  # o = acc / l
+        tl.store(
+            Out + batch_head * stride_o_batch + rows[:, None] * stride_o_row + features[None, :],
+            acc.to(Out.dtype.element_ty),
+            mask=row_ok,
+        )
+
+
+def triton_flash_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    block_q: int = 64,
+    block_k: int = 64,
+) -> torch.Tensor:
+    """Forward-only fused flash attention on the GPU: q, k, v (..., n, d) with d in 16/32/64/128.
+
+    float32 inputs use full-precision (IEEE) dot products, not TF32, so the result matches
+    ``torch.nn.functional.scaled_dot_product_attention`` to ~1e-6.
+    """
+    require_triton(q.device)
+    from course_utils.flash import _check_inputs
+
+    _check_inputs(q, k, v, causal)
+    head_dim = q.shape[-1]
+    if head_dim not in SUPPORTED_HEAD_DIMS or v.shape[-1] != head_dim:
+        raise ValueError(
+            f"the Triton kernel needs d = d_v in {SUPPORTED_HEAD_DIMS}, got q {tuple(q.shape)} "
+            f"and v {tuple(v.shape)}; use course_utils.flash.flash_attention instead"
+        )
+    for name, block in (("block_q", block_q), ("block_k", block_k)):
+        if block < 16 or block & (block - 1):
+            raise ValueError(f"{name} must be a power of two >= 16, got {block}")
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    queries, keys, values = (t.reshape(-1, t.shape[-2], head_dim).contiguous() for t in (q, k, v))
+    out = torch.empty_like(queries)
+    if n_q == 0:
+        return out.reshape(q.shape)
+    if n_k == 0:
+        return out.zero_().reshape(q.shape)
+    grid = (triton.cdiv(n_q, block_q), queries.shape[0])
+    _flash_forward_kernel[grid](
+        queries,
+        keys,
+        values,
+        out,
+        queries.stride(0),
+        queries.stride(1),
+        keys.stride(0),
+        keys.stride(1),
+        values.stride(0),
+        values.stride(1),
+        out.stride(0),
+        out.stride(1),
+        n_q,
+        n_k,
+        _LOG2_E / math.sqrt(head_dim),
+        HEAD_DIM=head_dim,
+        BLOCK_Q=block_q,
+        BLOCK_K=block_k,
+        CAUSAL=causal,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )
+    return out.reshape(q.shape)
+
+
+def compare_with_sdpa(
+    n: int = 4096,
+    batch: int = 1,
+    heads: int = 4,
+    dim: int = 64,
+    causal: bool = False,
+    dtype: torch.dtype = torch.float32,
+    repeats: int = 20,
+) -> dict[str, float]:
+    """Max abs difference to torch SDPA and the median milliseconds of both, on the GPU."""
+    require_triton("cuda")
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (
+        torch.randn(batch, heads, n, dim, generator=generator).to("cuda", dtype) for _ in range(3)
+    )
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    error = (triton_flash_attention(q, k, v, causal) - sdpa(q, k, v, is_causal=causal)).abs().max()
+    return {
+        "max_abs_error": float(error),
+        "triton_ms": _median_ms(lambda: triton_flash_attention(q, k, v, causal), repeats),
+        "sdpa_ms": _median_ms(lambda: sdpa(q, k, v, is_causal=causal), repeats),
+    }
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # compile / warm up
+    times = []
+    for _ in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(stop))
+    return sorted(times)[len(times) // 2]

@@ -1,0 +1,100 @@
+"""course_utils.bench: a smoke run in fresh processes, skips, CSV/plot output, argument checks."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+
+import pytest
+import torch
+
+from course_utils import bench
+from course_utils.bench import BenchCase, estimated_naive_bytes, naive_attention, run_case
+
+
+def test_naive_attention_is_attention():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 20, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    assert torch.allclose(naive_attention(q, k, v), sdpa(q, k, v))
+    assert torch.allclose(naive_attention(q, k, v, True), sdpa(q, k, v, is_causal=True))
+
+
+def test_main_writes_table_csv_and_plot(tmp_path, capsys):
+    code = bench.main(
+        ["--sizes", "128", "256", "--methods", "tiled", "--modes", "forward", "--causal", "no",
+         "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "one fresh process per case" in printed and "extra MiB" in printed
+    with open(tmp_path / "bench.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["method"], row["n"], row["status"]) for row in rows] == [
+        ("tiled", "128", "ok"),
+        ("tiled", "256", "ok"),
+    ]
+    for row in rows:
+        assert float(row["time_s"]) > 0 and float(row["extra_peak_mib"]) >= 0
+        assert row["memory_method"].startswith("VmHWM")  # Linux: the precise method
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+def test_summary_reports_the_headline_ratios():
+    rows = [
+        {"method": m, "mode": "forward", "causal": c, "n": 4096, "status": "ok", "time_s": t}
+        for m, c, t in (
+            ("tiled", False, 1.0),
+            ("sdpa", False, 0.8),
+            ("naive", False, 2.0),
+            ("tiled", True, 0.5),
+        )
+    ]
+    summary = "\n".join(bench.summarize(rows))
+    assert "tiled/sdpa time 1.25x" in summary and "naive/tiled time 2.00x" in summary
+    assert "non-causal/causal time 2.00x" in summary
+
+
+def test_naive_is_skipped_above_the_memory_cap():
+    case = BenchCase("naive", "forward", False, 16384, heads=4)
+    assert estimated_naive_bytes(case) == 2 * 4 * 16384 * 16384 * 4  # scores + weights, fp32
+    row = run_case(case, memory_cap_mib=1024)
+    assert row["status"] == "skipped" and "memory-cap" in row["note"]
+
+
+def test_a_failing_child_becomes_an_error_row(monkeypatch):
+    def crashing_child(command, **kwargs):
+        return subprocess.CompletedProcess(command, -9, stdout="", stderr="Killed\n")
+
+    monkeypatch.setattr(bench.subprocess, "run", crashing_child)
+    row = run_case(BenchCase("tiled", "forward", False, 64))
+    assert row["status"] == "error" and "child exited -9: Killed" in row["note"]
+
+
+def test_triton_is_skipped_with_a_reason_where_unavailable():
+    from course_utils import flash_triton
+
+    if flash_triton.unavailable_reason("cuda") is None:
+        pytest.skip("triton can run here")
+    row = run_case(BenchCase("triton", "forward", False, 256, device="cpu"))
+    assert row["status"] == "skipped" and row["note"]
+
+
+@pytest.mark.parametrize(
+    "settings, needle",
+    [
+        ({"method": "fast"}, "method must be one of"),
+        ({"mode": "sideways"}, "mode must be one of"),
+        ({"n": 0}, "n must be a positive int"),
+        ({"dtype": "int32"}, "dtype must be"),
+    ],
+)
+def test_bad_cases_are_rejected(settings, needle):
+    arguments = {"method": "tiled", "mode": "forward", "causal": False, "n": 128} | settings
+    with pytest.raises(ValueError, match=needle):
+        BenchCase(**arguments)
+
+
+def test_command_line_rejects_bad_sizes():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sizes", "0"])
