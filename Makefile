@@ -37,8 +37,10 @@ system-deps:
 	  echo "could not install$$missing: the tests that need it will skip or fall back"; \
 	else echo "missing$$missing (needs root apt-get): the tests that need it will skip or fall back"; fi
 
+# Jupyter refuses to start as root (containers, CI images) unless told: add --allow-root only then.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 test: setup system-deps check-release lint test-unit test-notebooks
 
