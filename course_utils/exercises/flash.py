@@ -127,8 +127,11 @@ def _check_online_softmax(learner: LearnerFunction) -> None:
 # ex7_2: tiled forward (non-causal)
 
 
-def _tiled_variant(q, k, v, block_q, block_k, scale=True, rescale_acc=True):
-    """Tiled attention with one deliberate mistake switched on, to recognise it in an answer."""
+def tiled_with_mistakes(q, k, v, block_q, block_k, scale=True, rescale_acc=True):
+    """Tiled attention with one deliberate mistake switched on, to recognise it in an answer.
+
+    Shared by the visible checks here and the grader's hidden tests (course_utils.grade.hidden.flash).
+    """
     factor = 1.0 / math.sqrt(q.shape[-1]) if scale else 1.0
     out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype)
     for q_start in range(0, q.shape[-2], block_q):
@@ -166,9 +169,12 @@ def _check_tiled_attention(learner: LearnerFunction) -> None:
     learner.expect_tensor(out, shape=(2, 10, 5), what="output (batch, n_queries, d_v)")
     expected = _reference_attention(q, k, v)
     candidates = (
-        (_tiled_variant(q, k, v, 4, 5, scale=False), "scores are not divided by √d: s = q·k / √d"),
         (
-            _tiled_variant(q, k, v, 4, 5, rescale_acc=False),
+            tiled_with_mistakes(q, k, v, 4, 5, scale=False),
+            "scores are not divided by √d: s = q·k / √d",
+        ),
+        (
+            tiled_with_mistakes(q, k, v, 4, 5, rescale_acc=False),
             "the accumulated output is not rescaled: multiply acc by exp(m_old − m_new) too, "
             "not only the sum l",
         ),
