@@ -61,6 +61,9 @@ RESCALE_THRESHOLD = 16.0
 ZERO_REFERENCE_LIMIT = 30.0
 # Leading (batch × head) slices are processed together unless one tile of scores would exceed this.
 MAX_TILE_BYTES = 64 * 2**20
+# Causal diagonal tiles are computed in strips of this many query rows, each only as wide as the
+# keys its rows may see (see _diagonal_strips).
+DIAGONAL_STRIP_ROWS = 128
 
 _UPCAST = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float64, *_UPCAST)
@@ -251,7 +254,11 @@ class _ExponentLimits:
 
     @classmethod
     def for_inputs(cls, values: torch.Tensor, n_k: int) -> _ExponentLimits:
-        largest_value = float(values.abs().amax()) if values.numel() else 0.0
+        if values.numel():
+            smallest, largest = values.aminmax()  # max |v| without allocating |v|
+            largest_value = float(torch.maximum(-smallest, largest))  # NaN stays NaN
+        else:
+            largest_value = 0.0
         if not math.isfinite(largest_value):
             return cls(0.0, False)  # inf/NaN values: NaN out, whatever the scheme
         headroom = (
@@ -281,15 +288,33 @@ class _Workspace:
             buffer = self.buffers[key] = self.like.new_empty(batch, rows, cols)
         return buffer
 
-    def future_mask(self, tile: Tile) -> torch.Tensor:
+    def future_mask(self, q_start: int, q_stop: int, k_start: int, k_stop: int) -> torch.Tensor:
         """(rows, cols) bool, True where key j is after query i (must be masked out)."""
-        key = (tile.q_start - tile.k_start, tile.q_stop - tile.q_start, tile.k_stop - tile.k_start)
+        key = (q_start - k_start, q_stop - q_start, k_stop - k_start)
         mask = self.masks.get(key)
         if mask is None:
-            query_positions = torch.arange(tile.q_start, tile.q_stop, device=self.like.device)
-            key_positions = torch.arange(tile.k_start, tile.k_stop, device=self.like.device)
+            query_positions = torch.arange(q_start, q_stop, device=self.like.device)
+            key_positions = torch.arange(k_start, k_stop, device=self.like.device)
             mask = self.masks[key] = key_positions[None, :] > query_positions[:, None]
         return mask
+
+
+def _diagonal_strips(tile: Tile) -> list[tuple[int, int, int]]:
+    """Split a causal 'partial' tile into (row_start, row_stop, key_stop) strips of query rows.
+
+    Query i sees keys j <= i, so a strip of rows [r0, r1) needs only the keys [k_start, r1): on a
+    square diagonal tile of 512 rows cut in strips of 128 that is 1+2+3+4 = 10 of 16 sub-blocks,
+    and only each strip's last 128 × 128 corner needs the mask. Strips that see no key are dropped.
+    """
+    strips = []
+    for row_start in range(tile.q_start, tile.q_stop, DIAGONAL_STRIP_ROWS):
+        row_stop = min(row_start + DIAGONAL_STRIP_ROWS, tile.q_stop)
+        key_stop = min(
+            tile.k_stop, row_stop
+        )  # the strip's last query, row_stop − 1, sees j < row_stop
+        if key_stop > tile.k_start:
+            strips.append((row_start, row_stop, key_stop))
+    return strips
 
 
 def _forward(
@@ -331,57 +356,88 @@ def _forward(
             rows = q_stop - q_start
             queries = q[heads, q_start:q_stop] * scale  # q_i / √d, so that s_ij = q_i·k_j / √d
             query_norms = torch.linalg.vector_norm(queries, dim=-1, keepdim=True)
-            row_max = None  # the reference maximum m of each row
-            shifted = True  # False: m = 0, tiles need no subtraction at all
             row_sum = q.new_zeros(n_heads, rows, 1)
             acc = q.new_zeros(n_heads, rows, d_v)
+            if limits.zero_reference and bool(
+                (query_norms * key_norm_all <= ZERO_REFERENCE_LIMIT).all()
+            ):
+                # |s_ij| <= |q_i/√d| · |k_j| <= 30 for every pair (Cauchy–Schwarz): exp(s) itself
+                # neither overflows nor loses a row, so the reference max is m = 0 for good.
+                row_max = q.new_zeros(n_heads, rows, 1)
+                shifted = False
+            else:
+                row_max = None  # set to the first tile's row max: the reference m of each row
+                shifted = True
             for k_index, k_start in enumerate(range(0, n_k, block_k)):
                 k_stop = min(k_start + block_k, n_k)
                 kind = tile_kind(q_start, q_stop, k_start, k_stop, causal)
                 if kind == TILE_SKIP:
                     break  # later key blocks start even further in the future
-                scores = workspace.scores("s", rows, n_heads, k_stop - k_start)
-                torch.bmm(queries, keys_t[:, :, k_start:k_stop], out=scores)  # S = Q Kᵀ / √d
                 tile = Tile(q_start // block_q, k_index, q_start, q_stop, k_start, k_stop, kind)
-                if kind == TILE_PARTIAL:
-                    scores.masked_fill_(workspace.future_mask(tile), -math.inf)
-                if row_max is None:
-                    # first tile: m = its row max, finite since key 0 is visible to every query
-                    row_max = scores.amax(dim=-1, keepdim=True)
-                    if (
-                        limits.zero_reference
-                        and bool((row_max >= -ZERO_REFERENCE_LIMIT).all())
-                        and bool((query_norms * key_norm_all <= ZERO_REFERENCE_LIMIT).all())
-                    ):
-                        # every score of these rows is <= 30 and each row reaches >= −30:
-                        # exp(s) itself neither overflows nor loses the row, so m = 0 for good.
-                        row_max.zero_()
-                        shifted = False
-                    else:
-                        scores.sub_(row_max)
-                elif shifted:
-                    scores.sub_(row_max)  # S − m
-                    # s_ij − m_i <= |q_i/√d| max_j |k_j| − m_i: look for a new max only if that
-                    # bound allows exp(s − m) > e^T; and rescale only if the max grew by more than T.
-                    bound = query_norms * key_norm_max[k_index] - row_max
-                    if bool((bound > limits.rescale_threshold).any()):
-                        growth = scores.amax(dim=-1, keepdim=True)  # max_j s_ij − m_i
-                        if bool((growth > limits.rescale_threshold).any()):
-                            growth.clamp_min_(0.0)  # rows whose max did not grow keep m
-                            scores.sub_(growth)
-                            row_max = row_max + growth  # m' = m + growth
-                            correction = growth.neg_().exp_()  # exp(m − m')
-                            row_sum.mul_(correction)  # l ← l · exp(m − m')
-                            acc.mul_(correction)  # acc ← acc · exp(m − m')
-                probabilities = scores.exp_()  # P̃ = exp(S − m), every entry <= e^T
-                row_sum.add_(probabilities.sum(dim=-1, keepdim=True))  # l ← l + Σ_j P̃_ij
-                acc.baddbmm_(probabilities, v[heads, k_start:k_stop])  # acc ← acc + P̃ V
+                if kind == TILE_PARTIAL and row_max is not None:
+                    pieces = _diagonal_strips(tile)
+                else:
+                    pieces = [(q_start, q_stop, k_stop)]
+                for row_start, row_stop, key_stop in pieces:
+                    strip = slice(row_start - q_start, row_stop - q_start)
+                    scores = workspace.scores(
+                        "s", row_stop - row_start, n_heads, key_stop - k_start
+                    )
+                    # S = Q Kᵀ / √d
+                    torch.bmm(queries[:, strip], keys_t[:, :, k_start:key_stop], out=scores)
+                    if causal and key_stop - 1 > row_start:  # some key after the first query
+                        mask = workspace.future_mask(row_start, row_stop, k_start, key_stop)
+                        scores.masked_fill_(mask, -math.inf)
+                    if row_max is None:
+                        # first tile: m = its row max, finite since key 0 is visible to every query
+                        row_max = scores.amax(dim=-1, keepdim=True)
+                        scores.sub_(row_max)  # S − m
+                    elif shifted:
+                        _shift_lazily(
+                            scores,
+                            row_max[:, strip],
+                            row_sum[:, strip],
+                            acc[:, strip],
+                            query_norms[:, strip] * key_norm_max[k_index],
+                            limits.rescale_threshold,
+                        )
+                    probabilities = scores.exp_()  # P̃ = exp(S − m), every entry <= e^T
+                    # l ← l + Σ_j P̃_ij
+                    row_sum[:, strip].add_(probabilities.sum(dim=-1, keepdim=True))
+                    # acc ← acc + P̃ V
+                    acc[:, strip].baddbmm_(probabilities, v[heads, k_start:key_stop])
                 if on_tile is not None:
                     on_tile(TileStep(step, tile, row_max.squeeze(-1), row_sum.squeeze(-1)))
                 step += 1
             out[heads, q_start:q_stop] = acc.div_(row_sum)  # o_i = acc_i / l_i
             lse[heads, q_start:q_stop] = (row_max + row_sum.log()).squeeze(-1)  # L = m + log l
     return out, lse
+
+
+def _shift_lazily(
+    scores: torch.Tensor,
+    row_max: torch.Tensor,
+    row_sum: torch.Tensor,
+    acc: torch.Tensor,
+    score_bound: torch.Tensor,
+    threshold: float,
+) -> None:
+    """S ← S − m in place, moving m (and rescaling l, acc) only if a score exceeds m by > T nats.
+
+    ``score_bound`` is |q_i/√d| · max_j |k_j| over the tile's keys, an upper bound on every s_ij
+    (Cauchy–Schwarz): the tile's row max is computed only when s_ij − m_i could exceed T.
+    ``row_max``, ``row_sum`` and ``acc`` are views of the running state, updated in place.
+    """
+    scores.sub_(row_max)  # S − m
+    if bool((score_bound - row_max > threshold).any()):
+        growth = scores.amax(dim=-1, keepdim=True)  # max_j s_ij − m_i
+        if bool((growth > threshold).any()):
+            growth.clamp_min_(0.0)  # rows whose max did not grow keep m
+            scores.sub_(growth)
+            row_max.add_(growth)  # m' = m + growth
+            correction = growth.neg_().exp_()  # exp(m − m')
+            row_sum.mul_(correction)  # l ← l · exp(m − m')
+            acc.mul_(correction)  # acc ← acc · exp(m − m')
 
 
 def _backward(
@@ -436,8 +492,8 @@ def _backward(
                 probabilities = workspace.scores("p", rows, n_heads, cols)
                 torch.bmm(queries, keys.transpose(1, 2), out=probabilities)  # S = Q Kᵀ / √d
                 if kind == TILE_PARTIAL:
-                    tile = Tile(0, 0, q_start, q_stop, k_start, k_stop, kind)
-                    probabilities.masked_fill_(workspace.future_mask(tile), -math.inf)
+                    mask = workspace.future_mask(q_start, q_stop, k_start, k_stop)
+                    probabilities.masked_fill_(mask, -math.inf)
                 probabilities.sub_(lse[heads, q_start:q_stop]).exp_()  # P = exp(S − L)
                 upstream = grad_out[heads, q_start:q_stop]
                 grad_values.baddbmm_(probabilities.transpose(1, 2), upstream)  # dV_j += Pᵀ dO_i

@@ -55,6 +55,16 @@ def test_summary_reports_the_headline_ratios():
     assert "non-causal/causal time 2.00x" in summary
 
 
+def test_headline_ratios_use_the_best_run_and_show_the_median():
+    def row(causal, best, median):
+        return {"method": "tiled", "mode": "forward", "causal": causal, "n": 8192,
+                "status": "ok", "time_s": median, "time_min_s": best, "cpu_time_s": 2 * median}  # fmt: skip
+
+    # one noisy causal median (0.41 s) must not hide a 1.9x best-time speedup
+    summary = "\n".join(bench.summarize([row(False, 0.57, 0.60), row(True, 0.30, 0.41)]))
+    assert "non-causal/causal time 1.90x (median 1.46x, cpu 1.46x)" in summary
+
+
 def test_naive_is_skipped_above_the_memory_cap():
     case = BenchCase("naive", "forward", False, 16384, heads=4)
     assert estimated_naive_bytes(case) == 2 * 4 * 16384 * 16384 * 4  # scores + weights, fp32
