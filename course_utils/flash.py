@@ -29,7 +29,8 @@ This module provides
 * :func:`flash_attention_forward` — the forward pass alone, returning (out, lse), with an
   optional per-tile callback (the notebook counts tiles with it, the widget replays them);
 * :func:`tile_kind`, :func:`tile_schedule`, :func:`count_tiles` — which tiles a causal mask lets
-  us skip entirely (every key is after every query), compute fully, or compute with a mask;
+  us skip entirely (every key is after every query), compute fully, or compute with a mask (the
+  forward cuts those diagonal tiles into strips of rows as wide as the keys they can see);
 * :func:`online_softmax_stats` — the one-pass (running max, running sum) of a score matrix.
 
 Shapes are ``(..., n, d)``: any leading batch and head dimensions, which must be equal for
@@ -309,9 +310,8 @@ def _diagonal_strips(tile: Tile) -> list[tuple[int, int, int]]:
     strips = []
     for row_start in range(tile.q_start, tile.q_stop, DIAGONAL_STRIP_ROWS):
         row_stop = min(row_start + DIAGONAL_STRIP_ROWS, tile.q_stop)
-        key_stop = min(
-            tile.k_stop, row_stop
-        )  # the strip's last query, row_stop − 1, sees j < row_stop
+        # the strip's last query, row_stop − 1, sees the keys j < row_stop
+        key_stop = min(tile.k_stop, row_stop)
         if key_stop > tile.k_start:
             strips.append((row_start, row_stop, key_stop))
     return strips

@@ -237,6 +237,45 @@ def test_causal_computes_about_half_the_tiles():
     assert [(t.q_stop - t.q_start, t.k_stop - t.k_start) for t in ragged][-1] == (2, 1)
 
 
+def test_diagonal_strips_cover_exactly_the_visible_keys(monkeypatch):
+    monkeypatch.setattr(flash, "DIAGONAL_STRIP_ROWS", 128)
+    diagonal = flash.Tile(3, 3, 1536, 2048, 1536, 2048, "partial")
+    strips = flash._diagonal_strips(diagonal)
+    assert strips == [
+        (1536, 1664, 1664),
+        (1664, 1792, 1792),
+        (1792, 1920, 1920),
+        (1920, 2048, 2048),
+    ]
+    work = sum(
+        (rows_end - rows_start) * (keys_end - 1536) for rows_start, rows_end, keys_end in strips
+    )
+    assert work / (512 * 512) == 10 / 16  # instead of the whole tile
+    # block_q > block_k: the first query rows see no key of this tile, their strip is dropped
+    wide = flash.Tile(0, 1, 0, 300, 200, 300, "partial")
+    monkeypatch.setattr(flash, "DIAGONAL_STRIP_ROWS", 100)
+    assert flash._diagonal_strips(wide) == [(200, 300, 300)]
+
+
+@pytest.mark.parametrize("strip_rows", [1, 3, 5])
+@pytest.mark.parametrize("query_scale", [1.0, 12.0])  # m = 0, and lazy rescaling
+@pytest.mark.parametrize("block_q, block_k", [(16, 16), (16, 7), (7, 16), (13, 13)])
+def test_diagonal_strips_are_exact(monkeypatch, strip_rows, query_scale, block_q, block_k):
+    """Strips of the causal diagonal (the default 128 rows exceed these small blocks) stay exact."""
+    monkeypatch.setattr(flash, "DIAGONAL_STRIP_ROWS", strip_rows)
+    generator = torch.Generator().manual_seed(14)
+    q = torch.randn(2, 61, 16, generator=generator) * query_scale
+    k = torch.randn(2, 61, 16, generator=generator) * torch.linspace(0.2, 3.0, 61)[:, None]
+    v = torch.randn(2, 61, 8, generator=generator)
+    visited = []
+    out, _ = flash_attention_forward(
+        q, k, v, True, block_q, block_k, on_tile=lambda step: visited.append(step.tile)
+    )
+    expected = reference(q, k, v, causal=True)
+    assert (out.double() - expected).abs().max() / expected.abs().max() <= 1e-5
+    assert visited == [t for t in tile_schedule(61, 61, block_q, block_k, True) if t.kind != "skip"]
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_forward_visits_exactly_the_computed_tiles(causal):
     q, k, v = random_qkv(1, 50, 8, seed=11)
