@@ -351,6 +351,11 @@ def _forward(
             for start in range(0, n_k, block_k)
         ]
         key_norm_all = key_norms.amax(dim=-1).view(n_heads, 1, 1)
+        # Each value block, contiguous: every query block multiplies by it, and a strided slice of
+        # v would be copied inside every one of those matrix multiplications (n·d numbers, once).
+        value_blocks = [
+            v[heads, start : start + block_k].contiguous() for start in range(0, n_k, block_k)
+        ]
         for q_start in range(0, n_q, block_q):
             q_stop = min(q_start + block_q, n_q)
             rows = q_stop - q_start
@@ -405,7 +410,8 @@ def _forward(
                     # l ← l + Σ_j P̃_ij
                     row_sum[:, strip].add_(probabilities.sum(dim=-1, keepdim=True))
                     # acc ← acc + P̃ V
-                    acc[:, strip].baddbmm_(probabilities, v[heads, k_start:key_stop])
+                    values = value_blocks[k_index][:, : key_stop - k_start]
+                    acc[:, strip].baddbmm_(probabilities, values)
                 if on_tile is not None:
                     on_tile(TileStep(step, tile, row_max.squeeze(-1), row_sum.squeeze(-1)))
                 step += 1
