@@ -2,7 +2,7 @@
 
 Opens notebook 01, runs every cell, and asserts that the temperature explorer rendered (a slider), that dragging
 the slider redraws its figure, and that the regression figure with the alignment heatmap is shown. A screenshot is
-saved under the test's tmp dir. `make test` installs Debian's chromium first (`make browser`); the test is skipped,
+saved under the test's tmp dir. `make test` installs Debian's chromium first (`make system-deps`, as root with apt); the test is skipped,
 with the reason, only when no browser could be installed.
 """
 
@@ -35,7 +35,7 @@ TOKEN = "course-browser-test"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason=f"no Chromium at {CHROMIUM}: `make browser` installs Debian's chromium",
+    reason=f"no Chromium at {CHROMIUM}: `make system-deps` installs Debian's chromium (as root with apt)",
 )
 
 
