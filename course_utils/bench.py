@@ -45,7 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -440,14 +440,14 @@ def _lookup(rows: Sequence[dict]) -> dict[tuple, dict]:
     }
 
 
-def _best_time(row: dict) -> float:
+def best_time(row: Mapping) -> float:
     """The fastest timed run; rows from older CSVs without one fall back to the median."""
     return row.get("time_min_s") or row["time_s"]
 
 
 def _ratio(label: str, slower: dict, faster: dict) -> str:
     """'label 1.25x (median 1.18x, cpu 1.20x)': best-time ratio, then median and CPU-time ratios."""
-    text = f"{label} {_best_time(slower) / _best_time(faster):.2f}x"
+    text = f"{label} {best_time(slower) / best_time(faster):.2f}x"
     details = []
     if slower.get("time_min_s") and faster.get("time_min_s"):
         details.append(f"median {slower['time_s'] / faster['time_s']:.2f}x")

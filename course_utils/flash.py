@@ -379,7 +379,7 @@ def _forward(
                 if kind == TILE_SKIP:
                     break  # later key blocks start even further in the future
                 tile = Tile(q_start // block_q, k_index, q_start, q_stop, k_start, k_stop, kind)
-                if kind == TILE_PARTIAL and row_max is not None:
+                if kind == TILE_PARTIAL and row_max is not None:  # (a first tile sets m whole)
                     pieces = _diagonal_strips(tile)
                 else:
                     pieces = [(q_start, q_stop, k_stop)]

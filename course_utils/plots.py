@@ -142,6 +142,8 @@ def plot_benchmark(rows: Sequence[Mapping], title: str | None = None) -> plt.Fig
     forward+backward, circles = full attention, triangles = causal. Skipped cases leave gaps.
     Returns the figure (two panels, log-log axes).
     """
+    from course_utils.bench import best_time  # here, not at the top: bench needs POSIX modules
+
     colours = {"naive": "tab:red", "tiled": "tab:blue", "sdpa": "tab:green", "triton": "tab:purple"}
     figure, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 4))
     series: dict[tuple, list[tuple[int, float, float]]] = {}
@@ -149,8 +151,8 @@ def plot_benchmark(rows: Sequence[Mapping], title: str | None = None) -> plt.Fig
         if row.get("status") != "ok":
             continue
         key = (row["method"], row["mode"], bool(row["causal"]))
-        best_time = row.get("time_min_s") or row["time_s"]  # best of the timed runs
-        series.setdefault(key, []).append((int(row["n"]), best_time, row["extra_peak_mib"]))
+        point = (int(row["n"]), best_time(row), row["extra_peak_mib"])
+        series.setdefault(key, []).append(point)
     if not series:
         raise ValueError("no successful benchmark rows to plot")
     for (method, mode, causal), points in sorted(series.items()):
