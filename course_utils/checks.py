@@ -25,6 +25,20 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from course_utils.exercises import find_exercise
+from course_utils.exercises.shortcuts import ShortcutWatch
+from course_utils.exercises.spec import (
+    Exercise,
+    PreparedCase,
+    Raised,
+    as_received,
+    judge_returned,
+    matching_mistake,
+    prepare_cases,
+    visible_seed,
+)
+from course_utils.grade import codec
+
 CheckSpec = Callable[["LearnerFunction"], None]
 _REGISTRY: dict[str, tuple[CheckSpec, str]] = {}
 
@@ -170,11 +184,92 @@ def _where(error: BaseException) -> str:
     return f" (line {frame.lineno}: `{(frame.line or '').strip()}`)"
 
 
-def check(name: str, fn: Callable) -> None:
-    """Run the visible tests of exercise ``name`` on the learner's ``fn``.
+def _bind_problem(fn: Callable, exercise: Exercise, args: list, kwargs: dict) -> str | None:
+    """Why ``fn`` cannot be called as the exercise calls it, or None."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        return (
+            f"{name}{signature} cannot be called as {exercise.signature}: "
+            "keep the signature given in the exercise"
+        )
+    return None
 
-    Prints one line naming how many expectations were met; raises CheckFailed otherwise.
+
+def _run_case(fn: Callable, exercise: Exercise, case: PreparedCase) -> str | None:
+    """None when ``fn`` gets the case right, else the one-line problem."""
+    args, kwargs = as_received(case.sent)
+    problem = _bind_problem(fn, exercise, args, kwargs)
+    if problem:
+        raise CheckFailed(problem)
+    with ShortcutWatch(exercise.forbidden_calls) as watch:
+        try:
+            returned = fn(*args, **kwargs)
+        except NotImplementedError as error:
+            hint = f" (hint: {error})" if str(error) else ""
+            raise CheckFailed(
+                f"not implemented yet: replace `raise NotImplementedError` with your code{hint}"
+            ) from None
+        except Exception as error:  # the learner's bug, reported where it happened
+            mistake = matching_mistake(exercise, case, Raised(type(error).__name__, str(error)))
+            if mistake:
+                return f"raised {type(error).__name__}{_where(error)}; {mistake.message}"
+            return f"raised {type(error).__name__}: {error}{_where(error)}"
+    if watch.used:
+        raise CheckFailed(forbidden_message(exercise, watch.used))
+    return judge_returned(exercise, case, codec.decode_output(codec.encode(returned)))
+
+
+def forbidden_message(exercise: Exercise, used: list[str]) -> str:
+    return (
+        f"calls {used[0]}, which does this exercise for you: write "
+        f"{exercise.function_name} from basic tensor operations (a forbidden shortcut scores 0)"
+    )
+
+
+def _check_exercise(exercise: Exercise, fn: Callable) -> int:
+    """Run the visible cases; raise CheckFailed naming the most telling failure."""
+    cases = prepare_cases(exercise, visible_seed(exercise.grade_id))
+    failures = [(case, problem) for case in cases if (problem := _run_case(fn, exercise, case))]
+    if not failures:
+        return len(cases)
+    mistakes = [m.message for m in exercise.mistakes]
+    named = [failure for failure in failures if any(m in failure[1] for m in mistakes)]
+    case, problem = (named or failures)[0]
+    raise CheckFailed(
+        f"{len(cases) - len(failures)}/{len(cases)} cases pass. {case.name}: {problem}"
+        f" — hint: {exercise.code_hint}"
+    )
+
+
+def check(name: str, fn: Callable) -> None:
+    """Run the visible cases of exercise ``name`` on the learner's ``fn``.
+
+    Prints one line naming how many cases passed; raises CheckFailed otherwise.
     """
+    exercise = find_exercise(name)
+    if exercise is None:
+        _legacy_check(name, fn)
+        return
+    if not callable(fn):
+        raise CheckFailed(
+            f"expected a function to call as {exercise.signature}, got {type(fn).__name__}",
+            name=name,
+        )
+    try:
+        passed = _check_exercise(exercise, fn)
+    except CheckFailed as failure:
+        raise CheckFailed(str(failure), name=name) from None
+    print(f"✔ {name}: passed all {passed} cases")
+
+
+def _legacy_check(name: str, fn: Callable) -> None:
+
     _load_exercise_modules()
     if name not in _REGISTRY:
         raise ValueError(f"unknown check {name!r}; known checks: {', '.join(sorted(_REGISTRY))}")

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from course_utils.exercises.judge import close
 from course_utils.grade import cli, codec, seccomp
-from course_utils.grade.hidden import Case, close, discover
+from course_utils.grade.cases import draw_cases, gradable_notebooks
 from course_utils.grade.report import COLUMNS, feedback_markdown
 from course_utils.grade.runner import Row, Settings, _ChildRun, _Outcome
 from course_utils.grade.sandbox import Limits, Sandbox
@@ -281,7 +282,12 @@ def build_battery(submissions: Path, escape_target: Path, only=None) -> None:
                 shutil.rmtree(folder)
 
 
+GRADING_SEED = 20261202  # fixed, so the battery's points are reproducible
+
+
 def run_grader(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    if "--seed" not in arguments:
+        arguments = (*arguments, "--seed", str(GRADING_SEED))
     return subprocess.run(
         [sys.executable, "-m", "course_utils.grade", *arguments],
         cwd=cwd,
@@ -349,10 +355,10 @@ def test_battery(mode, interpreter, tmp_path):
 
     for exercise in (1, 2, 3):
         expect("correct", exercise, "passed", 2)
-    expect("partial", 1, "partial", 1.6, ("large logits", "weights: NaN"))
+    expect("partial", 1, "partial", 1.2, ("large logits", "weights: NaN", "without the shift"))
     expect("partial", 2, "partial", 1.2, ("T=0.5: output: 3 of 3 values differ",))
-    expect("partial", 3, "partial", 1.2, ("h=0.5 (float64): predictions:", "differ"))
-    expect("wrong_shape", 1, "failed", 0, ("weights: shape (4,), expected (4, 7)",))
+    expect("partial", 3, "partial", 0.8, ("h=0.5 (float64): predictions:", "differ", "2h²"))
+    expect("wrong_shape", 1, "failed", 0, ("weights: shape (3,), expected (3, 5)",))
     expect("wrong_shape", 2, "failed", 0, ("should return a tuple (output, weights)",))
     expect("wrong_shape", 3, "failed", 0, ("weights: shape (28,), expected (4, 7)",))
     expect("nan", 1, "failed", 0, ("weights: NaN",))
@@ -434,7 +440,8 @@ except OSError:
 def stable_softmax(scores, dim=-1):
     if ZYGOTE_MEMORY == "open":
         raise RuntimeError("the zygote's memory could be opened")
-    return torch.softmax(scores, dim)
+    shifted = (scores - scores.amax(dim, keepdim=True)).exp()
+    return shifted / shifted.sum(dim, keepdim=True)
 """
 FIND_TRACES = """
 import os
@@ -444,7 +451,8 @@ TRACES = [name for root, _, files in os.walk("/tmp") for name in files if name.s
 def stable_softmax(scores, dim=-1):
     if TRACES:
         raise RuntimeError(f"found {TRACES}")
-    return torch.softmax(scores, dim)
+    shifted = (scores - scores.amax(dim, keepdim=True)).exp()
+    return shifted / shifted.sum(dim, keepdim=True)
 """
 
 
@@ -470,8 +478,8 @@ def test_zygote_leaves_nothing_for_the_next_submission(tmp_path):
 def hidden_expected_numbers() -> set[str]:
     """Every expected value of the 01 hidden cases, written to 4 decimals (non-trivial ones)."""
     numbers = set()
-    for cases in discover()["01_soft_weights"].build_cases().values():
-        for case in cases:
+    for cases in draw_cases("01_soft_weights", GRADING_SEED).values():
+        for case in cases.prepared:
             expected = case.expected if isinstance(case.expected, tuple) else (case.expected,)
             for tensor in expected:
                 for value in tensor.reshape(-1).tolist():
@@ -483,7 +491,7 @@ def hidden_expected_numbers() -> set[str]:
 def test_every_solution_notebook_gets_full_marks(tmp_path):
     """The instructor's notebook of every gradable notebook scores full marks; the released
     (unsolved) one scores 0 with 'not_implemented' on every exercise."""
-    modules = discover()
+    modules = gradable_notebooks()
     names = [
         path.stem
         for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -586,11 +594,11 @@ def test_released_notebook_gives_setup_exercises_and_points():
 
 
 def test_hidden_tests_cover_every_released_exercise():
-    for name, module in discover().items():
+    for name in gradable_notebooks():
         released_path = ROOT / "notebooks" / f"{name}.ipynb"
         if not released_path.is_file():
             continue
-        cases = module.build_cases()
+        cases = draw_cases(name, GRADING_SEED)
         ids = [exercise.grade_id for exercise in load_released(released_path).exercises]
         assert sorted(cases) == sorted(ids), name
         assert all(len(cases[grade_id]) >= 3 for grade_id in ids), name
@@ -790,10 +798,10 @@ def test_feedback_markdown_escapes_tables():
     assert "| ex1_1_stable_softmax | 1 / 2 | partial | x \\| y z |" in text
 
 
-def test_case_defaults_to_single_tensor_judge():
-    case = Case("name", (torch.zeros(2),), torch.ones(2))
+def test_default_judge_compares_a_single_tensor():
+    judge = close()
     output = codec.decode_output(codec.encode(torch.ones(2)))
-    assert case.judge(output, case.expected) is None
-    assert "values differ" in case.judge(
-        codec.decode_output(codec.encode(torch.zeros(2))), case.expected
+    assert judge(output, torch.ones(2)) is None
+    assert "values differ" in judge(
+        codec.decode_output(codec.encode(torch.zeros(2))), torch.ones(2)
     )

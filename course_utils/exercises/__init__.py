@@ -1,5 +1,40 @@
-"""Visible checks behind ``check(name, fn)``, one module per notebook.
+"""The exercises of the course: one spec per exercise, one module per notebook.
 
-Each module registers its checks with ``course_utils.checks.register``; ``check()`` imports every
-module in this package, so adding a notebook's checks needs no edit here.
+Each notebook's module (``soft_weights.py`` for notebook 01, ...) defines ``EXERCISES``, a tuple of
+:class:`course_utils.exercises.spec.Exercise`. ``check()`` in the notebooks and ``course-grade`` both
+read them from here; adding a notebook's module needs no edit in this file.
 """
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import cache
+
+from course_utils.exercises.spec import Exercise
+
+FRAMEWORK_MODULES = frozenset({"spec", "judge", "shortcuts"})
+
+
+@cache
+def all_exercises() -> dict[str, Exercise]:
+    """grade_id -> Exercise, for every exercise of every notebook module in this package."""
+    found: dict[str, Exercise] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in FRAMEWORK_MODULES:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for exercise in getattr(module, "EXERCISES", ()):
+            if exercise.grade_id in found:
+                raise ValueError(f"exercise {exercise.grade_id!r} is defined twice")
+            found[exercise.grade_id] = exercise
+    return found
+
+
+def find_exercise(grade_id: str) -> Exercise | None:
+    return all_exercises().get(grade_id)
+
+
+def notebook_exercises(notebook: str) -> list[Exercise]:
+    """The exercises of notebook ``NN_name``, in the order their modules list them."""
+    return [exercise for exercise in all_exercises().values() if exercise.notebook == notebook]

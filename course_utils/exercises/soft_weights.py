@@ -1,135 +1,296 @@
-"""Visible checks for notebook 01 (soft weights)."""
+"""Exercises of notebook 01 (soft weights): stable softmax, soft lookup, kernel regression."""
 
 from __future__ import annotations
 
 import torch
 
-from course_utils.checks import LearnerFunction, register
+from course_utils.exercises.judge import close
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
 from course_utils.pooling import nadaraya_watson, soft_lookup
 from course_utils.softmax import softmax
 
-
-@register("ex1_1_stable_softmax", calls="stable_softmax(scores, dim)")
-def _check_stable_softmax(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(11)
-    scores = torch.randn(3, 5, generator=generator, dtype=torch.float64)
-
-    weights = learner(scores, -1)
-    learner.expect_tensor(weights, shape=scores.shape, what="softmax of a (3, 5) tensor")
-    learner.expect_close(
-        weights.sum(dim=-1),
-        torch.ones(3, dtype=torch.float64),
-        "rows do not sum to 1 along dim=-1: did you normalise over the wrong dimension?",
-    )
-    learner.expect(
-        bool((weights >= 0).all()), "some weights are negative: exponentiate before normalising"
-    )
-    learner.expect_close(
-        weights, softmax(scores, dim=-1), "values differ from softmax: is it exp(x) / sum(exp(x))?"
-    )
-
-    column_weights = learner(scores, 0)
-    learner.expect_tensor(column_weights, shape=scores.shape, what="softmax with dim=0")
-    learner.expect_close(
-        column_weights,
-        softmax(scores, dim=0),
-        "with dim=0 the columns should sum to 1: use the `dim` argument instead of a fixed axis",
-    )
-
-    huge = torch.tensor([[1000.0, 0.0], [-1000.0, -1001.0]])
-    huge_weights = learner(huge, -1)
-    learner.expect(
-        isinstance(huge_weights, torch.Tensor) and bool(torch.isfinite(huge_weights).all()),
-        "softmax([1000, 0]) is not finite: exp(1000) overflows; subtract the row max before exp()",
-    )
-    learner.expect_close(
-        huge_weights,
-        softmax(huge, dim=-1),
-        "softmax([1000, 0]) should be [1, 0]: subtract the max along `dim` (keepdim=True) before exp()",
-    )
-
-
-@register("ex1_2_soft_lookup", calls="soft_lookup(query, keys, values, temperature)")
-def _check_soft_lookup(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(12)
-    keys = torch.randn(6, 4, generator=generator)
-    values = torch.randn(6, 3, generator=generator)
-    query = torch.randn(4, generator=generator)
-
-    result = learner(query, keys, values, 1.0)
-    learner.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        "return a pair (output, weights), e.g. `return weights @ values, weights`",
-    )
-    output, weights = result
-    learner.expect_tensor(weights, shape=(6,), what="weights (one per key)")
-    learner.expect_tensor(output, shape=(3,), what="output (one value vector)")
-    learner.expect_close(
-        weights.sum(), torch.tensor(1.0), "weights do not sum to 1: softmax over the keys"
-    )
-    expected_output, expected_weights = soft_lookup(query, keys, values, 1.0)
-    learner.expect_close(
-        weights, expected_weights, "weights differ: the score of key i is k_i · q / temperature"
-    )
-    learner.expect_close(
-        output, expected_output, "output differs: it is the weighted sum Σ_i α_i v_i"
-    )
-
-    hot_output, hot_weights = learner(query, keys, values, 0.5)
-    expected_hot, _ = soft_lookup(query, keys, values, 0.5)
-    _, times_weights = soft_lookup(query, keys, values, 2.0)
-    if torch.allclose(hot_weights, times_weights, atol=1e-5):
-        learner.expect(
-            False, "you multiply by the temperature: divide the scores by it (α = softmax(s / T))"
-        )
-    learner.expect_close(
-        hot_output, expected_hot, "with temperature 0.5 the result is wrong: divide scores by T"
-    )
-
-
-@register(
-    "ex1_3_kernel_regression",
-    calls="kernel_regression(query_points, train_points, train_values, bandwidth)",
+NOTEBOOK = "01_soft_weights"
+SOFTMAX_SHORTCUTS = (
+    "torch.softmax",
+    "torch.nn.functional.softmax",
+    "torch.Tensor.softmax",
+    "torch.special.softmax",
+    "torch.log_softmax",
+    "torch.nn.functional.log_softmax",
+    "torch.Tensor.log_softmax",
+    "course_utils.softmax.masked_softmax",
 )
-def _check_kernel_regression(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(13)
-    train_points = torch.rand(7, generator=generator, dtype=torch.float64) * 5
-    train_values = torch.sin(train_points)
-    query_points = torch.linspace(0, 5, 4, dtype=torch.float64)
 
-    result = learner(query_points, train_points, train_values, 0.5)
-    learner.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        "return a pair (predictions, weights)",
-    )
-    predictions, weights = result
-    learner.expect_tensor(weights, shape=(4, 7), what="weights (queries × training points)")
-    learner.expect_tensor(predictions, shape=(4,), what="predictions (one per query point)")
-    expected_predictions, expected_weights = nadaraya_watson(
-        query_points, train_points, train_values, 0.5
-    )
-    column_sums = weights.sum(dim=0)
-    if torch.allclose(column_sums, torch.ones_like(column_sums), atol=1e-6):
-        learner.expect(
-            False,
-            "weights sum to 1 over the query points: did you softmax over the query axis? "
-            "Each query's weights should sum to 1 over the training points (dim=1)",
-        )
-    learner.expect_close(
-        weights.sum(dim=1),
-        torch.ones(4, dtype=torch.float64),
-        "each query's weights should sum to 1 over the training points",
-    )
-    unsquared_scale = softmax(
-        -((query_points[:, None] - train_points[None, :]) ** 2) / (2 * 0.5), dim=1
-    )
-    if torch.allclose(weights.to(torch.float64), unsquared_scale, atol=1e-6):
-        learner.expect(False, "the kernel divides by 2h, not 2h²: square the bandwidth")
-    learner.expect_close(
-        weights,
-        expected_weights,
-        "weights differ: α(x, x_i) = softmax_i(-(x - x_i)² / (2h²))",
-    )
-    learner.expect_close(
-        predictions, expected_predictions, "predictions differ: f(x) = Σ_i α(x, x_i) y_i"
-    )
+# --------------------------------------------------------------------------------------------------
+# 1.1 stable softmax
+
+
+def _stable_softmax_cases(generator: torch.Generator) -> list[Case]:
+    def randn(*shape, dtype=torch.float32):
+        return torch.randn(*shape, generator=generator, dtype=dtype)
+
+    return [
+        Case("random (3, 5) scores, dim=-1", (randn(3, 5), -1)),
+        Case("random (6, 3) scores, dim=0", (randn(6, 3), 0)),
+        Case("(3, 5, 2) float64 scores, dim=1", (randn(3, 5, 2, dtype=torch.float64), 1)),
+        Case(
+            "large logits (rows [1000, 0, -5] and [-1000, -1001, -1002]), dim=-1",
+            (torch.tensor([[1000.0, 0.0, -5.0], [-1000.0, -1001.0, -1002.0]]), -1),
+        ),
+        Case("float64 (3, 4) scores spread over ±1000, dim=1", (_spread_scores(randn), 1)),
+    ]
+
+
+def _spread_scores(randn) -> torch.Tensor:
+    """Rows whose own max is near +1000 (exp overflows) and near -1000 (exp underflows)."""
+    spread = randn(3, 4, dtype=torch.float64) * 3
+    spread[0] += 1000.0
+    spread[2] -= 1000.0
+    return spread
+
+
+def _exp_without_shift(scores, dim=-1):
+    exponentials = torch.exp(scores)
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
+def _global_max(scores, dim=-1):
+    exponentials = torch.exp(scores - scores.max())
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
+def _fixed_last_axis(scores, dim=-1):
+    if dim % scores.dim() == scores.dim() - 1:
+        return NOT_APPLICABLE
+    return softmax(scores, dim=-1)
+
+
+def _max_without_keepdim(scores, dim=-1):
+    exponentials = torch.exp(scores - scores.amax(dim=dim))
+    return exponentials / exponentials.sum(dim=dim)
+
+
+def _normalised_over_everything(scores, dim=-1):
+    exponentials = torch.exp(scores - scores.amax(dim=dim, keepdim=True))
+    return exponentials / exponentials.sum()
+
+
+def _not_normalised(scores, dim=-1):
+    return torch.exp(scores - scores.amax(dim=dim, keepdim=True))
+
+
+STABLE_SOFTMAX = Exercise(
+    grade_id="ex1_1_stable_softmax",
+    notebook=NOTEBOOK,
+    signature="stable_softmax(scores, dim=-1)",
+    docstring=(
+        "Softmax of `scores` (a tensor of any shape) along `dim`: exp(x - max) / sum(exp(x - max)).\n"
+        "\n"
+        "Returns a tensor of the same shape whose entries along `dim` are positive and sum to 1."
+    ),
+    reference=softmax,
+    cases=_stable_softmax_cases,
+    judge=close("weights", atol=1e-6, rtol=1e-5),
+    hint="subtract the largest score along dim before exponentiating; the shift cancels in the ratio",
+    code_hint=(
+        "shifted = scores - scores.amax(dim, keepdim=True); e = torch.exp(shifted); "
+        "return e / e.sum(dim, keepdim=True)"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches exp(x) / sum(exp(x)) without the shift: exp(1000) overflows to inf and "
+            "inf/inf is NaN; subtract the max along `dim` (keepdim=True) before exp()",
+            _exp_without_shift,
+        ),
+        Mistake(
+            "it matches subtracting the max of the WHOLE tensor: a row far below that max "
+            "underflows to 0/0; subtract each row's own max, scores.amax(dim, keepdim=True)",
+            _global_max,
+        ),
+        Mistake(
+            "it matches a softmax over the last axis whatever `dim` says: use the `dim` argument",
+            _fixed_last_axis,
+        ),
+        Mistake(
+            "it matches reducing without keepdim=True: the max and the sum then do not broadcast "
+            "back along `dim`",
+            _max_without_keepdim,
+        ),
+        Mistake(
+            "it matches dividing by the sum of the whole tensor: normalise along `dim` only",
+            _normalised_over_everything,
+        ),
+        Mistake(
+            "it matches exp(x - max) without dividing by the sum along `dim`",
+            _not_normalised,
+        ),
+    ),
+    forbidden=SOFTMAX_SHORTCUTS,
+)
+
+# --------------------------------------------------------------------------------------------------
+# 1.2 soft lookup with a temperature
+
+
+def _soft_lookup_cases(generator: torch.Generator) -> list[Case]:
+    def lookup(name, keys_count, key_dim, value_dim, temperature, dtype=torch.float32, scale=1.0):
+        keys = torch.randn(keys_count, key_dim, generator=generator, dtype=dtype) * scale
+        values = torch.randn(keys_count, value_dim, generator=generator, dtype=dtype)
+        query = torch.randn(key_dim, generator=generator, dtype=dtype)
+        return Case(name, (query, keys, values, temperature))
+
+    return [
+        lookup("6 keys of d=4, values d_v=3, T=1", 6, 4, 3, 1.0),
+        lookup("6 keys of d=4, T=0.5", 6, 4, 3, 0.5),
+        lookup("10 keys of d=8, values d_v=1, T=3", 10, 8, 1, 3.0),
+        lookup("keys scaled ×40 (scores in the hundreds), T=1", 5, 3, 2, 1.0, scale=40.0),
+        lookup("a single float64 key, T=2", 1, 4, 2, 2.0, dtype=torch.float64),
+    ]
+
+
+def _times_temperature(query, keys, values, temperature):
+    return soft_lookup(query, keys, values, 1.0 / temperature)
+
+
+def _ignores_temperature(query, keys, values, temperature):
+    return NOT_APPLICABLE if temperature == 1.0 else soft_lookup(query, keys, values, 1.0)
+
+
+def _swapped_pair(query, keys, values, temperature):
+    output, weights = soft_lookup(query, keys, values, temperature)
+    return weights, output
+
+
+SOFT_LOOKUP = Exercise(
+    grade_id="ex1_2_soft_lookup",
+    notebook=NOTEBOOK,
+    signature="soft_lookup_answer(query, keys, values, temperature)",
+    docstring=(
+        "alpha = softmax(K q / T); output = sum_i alpha_i v_i.\n"
+        "\n"
+        "query (d,), keys (m, d), values (m, d_v), temperature T > 0.\n"
+        "Returns (output, weights): output (d_v,) and weights (m,)."
+    ),
+    reference=soft_lookup,
+    cases=_soft_lookup_cases,
+    judge=close("output", "weights"),
+    hint="score every key against the query, soften the scores by the temperature, then average the values",
+    code_hint=(
+        "scores = keys @ query / temperature; weights = softmax(scores, dim=0); "
+        "return weights @ values, weights"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches multiplying the scores by the temperature: divide by it, α = softmax(s / T)",
+            _times_temperature,
+        ),
+        Mistake("it matches ignoring the temperature: divide the scores by T", _ignores_temperature),
+        Mistake("it matches (weights, output): return the pair as (output, weights)", _swapped_pair),
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 1.3 kernel regression
+
+
+def _kernel_regression_cases(generator: torch.Generator) -> list[Case]:
+    def regression(name, query_count, train_count, bandwidth, dtype, offset=0.0):
+        train_points = torch.rand(train_count, generator=generator, dtype=dtype) * 5
+        noise = 0.1 * torch.randn(train_count, generator=generator, dtype=dtype)
+        train_values = torch.sin(train_points) + noise
+        query_points = torch.linspace(0, 5, query_count, dtype=dtype) + offset
+        return Case(name, (query_points, train_points, train_values, bandwidth))
+
+    return [
+        regression("4 queries, 7 training points, h=0.5 (float64)", 4, 7, 0.5, torch.float64),
+        regression("9 queries, 20 training points, h=1", 9, 20, 1.0, torch.float32),
+        # (x - x_i)² / (2h²) reaches ~10⁴: exp() underflows to 0 for every training point unless
+        # the row maximum is subtracted first, and 0 / 0 is NaN.
+        regression(
+            "queries far outside the training range, h=0.1 (float64)",
+            5,
+            12,
+            0.1,
+            torch.float64,
+            offset=10.0,
+        ),
+        regression("one query, one training point, h=2", 1, 1, 2.0, torch.float32),
+        regression("12 queries, 30 training points, h=2.5", 12, 30, 2.5, torch.float32),
+    ]
+
+
+def _kernel_weights(query_points, train_points, train_values, scores):
+    weights = softmax(scores, dim=1)
+    return weights @ train_values, weights
+
+
+def _differences(query_points, train_points):
+    return query_points[:, None] - train_points[None, :]
+
+
+def _softmax_over_queries(query_points, train_points, train_values, bandwidth):
+    if len(query_points) == 1:
+        return NOT_APPLICABLE
+    scores = -(_differences(query_points, train_points) ** 2) / (2 * bandwidth**2)
+    weights = softmax(scores, dim=0)
+    return weights @ train_values, weights
+
+
+def _bandwidth_not_squared(query_points, train_points, train_values, bandwidth):
+    scores = -(_differences(query_points, train_points) ** 2) / (2 * bandwidth)
+    return _kernel_weights(query_points, train_points, train_values, scores)
+
+
+def _positive_distance(query_points, train_points, train_values, bandwidth):
+    scores = _differences(query_points, train_points) ** 2 / (2 * bandwidth**2)
+    return _kernel_weights(query_points, train_points, train_values, scores)
+
+
+def _unstable_kernel(query_points, train_points, train_values, bandwidth):
+    kernel = torch.exp(-(_differences(query_points, train_points) ** 2) / (2 * bandwidth**2))
+    weights = kernel / kernel.sum(dim=1, keepdim=True)
+    return weights @ train_values, weights
+
+
+KERNEL_REGRESSION = Exercise(
+    grade_id="ex1_3_kernel_regression",
+    notebook=NOTEBOOK,
+    signature="kernel_regression(query_points, train_points, train_values, bandwidth)",
+    docstring=(
+        "f(x) = sum_i softmax_i(-(x - x_i)^2 / (2 h^2)) y_i.\n"
+        "\n"
+        "query_points (n,), train_points (m,), train_values (m,), bandwidth h > 0.\n"
+        "Returns (predictions, weights): predictions (n,) and weights (n, m), each row summing to 1."
+    ),
+    reference=nadaraya_watson,
+    cases=_kernel_regression_cases,
+    judge=close("predictions", "weights"),
+    hint=(
+        "score every (query, training point) pair by its negative squared distance over 2h², "
+        "then softmax over the training points"
+    ),
+    code_hint=(
+        "differences = query_points[:, None] - train_points[None, :]  # (n, m); "
+        "weights = softmax(-differences**2 / (2 * bandwidth**2), dim=1)"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches a softmax over the query axis: each query's weights should sum to 1 over "
+            "the training points (dim=1)",
+            _softmax_over_queries,
+        ),
+        Mistake("it matches dividing by 2h, not 2h²: square the bandwidth", _bandwidth_not_squared),
+        Mistake(
+            "it matches a positive squared distance: the score is MINUS (x - x_i)² / (2h²), so "
+            "nearer points weigh more",
+            _positive_distance,
+        ),
+        Mistake(
+            "it matches exp() without the max shift: far from the data every kernel underflows to "
+            "0 and 0/0 is NaN; use a stable softmax",
+            _unstable_kernel,
+        ),
+    ),
+)
+
+EXERCISES = (STABLE_SOFTMAX, SOFT_LOOKUP, KERNEL_REGRESSION)

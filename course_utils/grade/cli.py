@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from course_utils.grade import report, seccomp
-from course_utils.grade.hidden import discover
+from course_utils.grade.cases import draw_cases, gradable_notebooks
 from course_utils.grade.runner import NotebookResult, Row, Settings, grade_notebook
 from course_utils.grade.sandbox import Launcher, Limits, SandboxError, choose_sandbox
 from course_utils.grade.submission import NotebookError, ReleasedNotebook, load_released
@@ -114,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a fresh interpreter for every notebook instead of forking a preloaded one (slower: ~2-3 s each)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the hidden cases (default: random, recorded in the JSON report); the same "
+        "seed draws the same cases, so a regrade with it reproduces every point",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
     return parser
 
@@ -137,18 +145,13 @@ def _students(submissions: Path) -> list[Path]:
     return students
 
 
-def _gradable(released_dir: Path) -> dict[str, object]:
-    """Notebook name -> hidden-test module, for notebooks that are released and have hidden tests."""
-    modules = discover()
-    return {
-        name: module
-        for name, module in sorted(modules.items())
-        if (released_dir / f"{name}.ipynb").is_file()
-    }
+def _gradable(released_dir: Path) -> list[str]:
+    """Notebooks that are released and whose exercises have specs, sorted."""
+    return [name for name in gradable_notebooks() if (released_dir / f"{name}.ipynb").is_file()]
 
 
 def _select(
-    requested: str | None, gradable: dict[str, object], students: list[Path], released_dir: Path
+    requested: str | None, gradable: list[str], students: list[Path], released_dir: Path
 ) -> list[str]:
     known = ", ".join(gradable) or "none"
     released = sorted(path.stem for path in released_dir.glob("[0-9][0-9]_*.ipynb"))
@@ -169,8 +172,8 @@ def _select(
         ungraded = [name for name in released if name == token or name.split("_", 1)[0] == token]
         if not matches and ungraded:
             raise UsageError(
-                f"notebook {ungraded[0]} has no hidden tests yet (add a module to "
-                f"course_utils/grade/hidden/; gradable: {known})"
+                f"notebook {ungraded[0]} has no exercise specs yet (add a module to "
+                f"course_utils/exercises/; gradable: {known})"
             )
         if len(matches) != 1:
             raise UsageError(f"unknown notebook {token!r} in --notebooks (gradable: {known})")
@@ -181,19 +184,19 @@ def _select(
     return chosen
 
 
-def _prepare(name: str, released_dir: Path, module) -> tuple[ReleasedNotebook, dict]:
+def _prepare(name: str, released_dir: Path, seed: int) -> tuple[ReleasedNotebook, dict]:
     try:
         released = load_released(released_dir / f"{name}.ipynb")
     except NotebookError as error:
         raise UsageError(str(error)) from None
-    cases = module.build_cases()
+    cases = draw_cases(name, seed)
     expected_ids = [exercise.grade_id for exercise in released.exercises]
-    missing = [grade_id for grade_id in expected_ids if not cases.get(grade_id)]
+    missing = [grade_id for grade_id in expected_ids if grade_id not in cases]
     extra = sorted(set(cases) - set(expected_ids))
     if missing or extra:
         raise UsageError(
-            f"hidden tests of {name} are out of sync with {released.path}: "
-            f"no cases for {missing or 'none'}, cases for unknown exercises {extra or 'none'}"
+            f"the exercise specs of {name} are out of sync with {released.path}: "
+            f"no spec for {missing or 'none'}, specs for unknown exercises {extra or 'none'}"
         )
     return released, cases
 
@@ -262,7 +265,8 @@ def _run(args: argparse.Namespace) -> int:
     students = _students(args.submissions)
     gradable = _gradable(args.released)
     names = _select(args.notebooks, gradable, students, args.released)
-    prepared = {name: _prepare(name, args.released, gradable[name]) for name in names}
+    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    prepared = {name: _prepare(name, args.released, seed) for name in names}
     for student in students:
         for path in sorted(student.glob("*.ipynb")):
             if path.stem not in gradable:
@@ -348,6 +352,7 @@ def _run(args: argparse.Namespace) -> int:
             "startup_timeout_s": args.startup_timeout,
             "memory_mb": args.memory_mb,
             "jobs": args.jobs,
+            "seed": seed,
             "preloaded_interpreter": launcher.use_zygote,
             "notebooks": names,
             "grader_errors": grader_errors,

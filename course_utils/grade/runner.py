@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course_utils.grade import codec
-from course_utils.grade.hidden import Case
+from course_utils.grade.cases import FORBIDDEN_ERROR, HiddenCases
 from course_utils.grade.sandbox import (
     ChannelReader,
     ChannelTimeout,
@@ -83,13 +83,6 @@ class _ChildFailure(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def _encode_case(case: Case) -> dict:
-    return {
-        "args": [codec.encode(argument) for argument in case.args],
-        "kwargs": {name: codec.encode(value) for name, value in case.kwargs.items()},
-    }
 
 
 class _ChildRun:
@@ -223,12 +216,35 @@ def _is_memory_error(error: dict) -> bool:
     )
 
 
+def _case_problem(
+    index: int, outcome: _Outcome, cases: HiddenCases, memory_mb: int
+) -> tuple[str | None, str | None]:
+    """(problem, error kind) for case ``index``; (None, None) when it passed."""
+    if index in outcome.case_errors:
+        error = outcome.case_errors[index]
+        if error["type"] == "NotImplementedError":
+            return "not implemented (replace `raise NotImplementedError` with your code)", (
+                "not_implemented"
+            )
+        if _is_memory_error(error):
+            return f"ran out of memory (limit {memory_mb} MB): {_describe_error(error)}", "memory"
+        explanation = cases.explain_error(index, error["type"], error["message"])
+        problem = f"raised {_describe_error(error)}"
+        return (f"{problem}; {explanation}" if explanation else problem), "error"
+    if index not in outcome.outputs:
+        return "no result came back", "error"
+    try:
+        return cases.judge(index, outcome.outputs[index]), None
+    except Exception as error:  # noqa: BLE001 - a judge bug must not crash the grader
+        return f"could not be judged ({type(error).__name__})", None
+
+
 def _judge(
     student: str,
     notebook: ReleasedNotebook,
     exercise,
     outcome: _Outcome,
-    cases: list[Case],
+    cases: HiddenCases,
     memory_mb: int,
 ) -> Row:
     def row(points: float, status: str, message: str) -> Row:
@@ -251,44 +267,29 @@ def _judge(
                 f"running the cell ran out of memory (limit {memory_mb} MB): {_describe_error(error)}",
             )
         return row(0.0, "error", f"running the cell raised {_describe_error(error)}")
+    forbidden = [
+        error["message"]
+        for error in outcome.case_errors.values()
+        if error["type"] == FORBIDDEN_ERROR
+    ]
+    if forbidden:
+        return row(
+            0.0,
+            "forbidden",
+            f"{forbidden[0]}, which does this exercise for you: write {exercise.function} from "
+            "basic tensor operations (a forbidden shortcut scores 0)",
+        )
     failures: list[tuple[str, str]] = []  # (case name, problem)
     error_kinds: set[str] = set()
     passed = 0
-    for index, case in enumerate(cases):
-        if index in outcome.case_errors:
-            error = outcome.case_errors[index]
-            if error["type"] == "NotImplementedError":
-                error_kinds.add("not_implemented")
-                failures.append(
-                    (
-                        case.name,
-                        "not implemented (replace `raise NotImplementedError` with your code)",
-                    )
-                )
-            elif _is_memory_error(error):
-                error_kinds.add("memory")
-                failures.append(
-                    (
-                        case.name,
-                        f"ran out of memory (limit {memory_mb} MB): {_describe_error(error)}",
-                    )
-                )
-            else:
-                error_kinds.add("error")
-                failures.append((case.name, f"raised {_describe_error(error)}"))
-            continue
-        if index not in outcome.outputs:
-            error_kinds.add("error")
-            failures.append((case.name, "no result came back"))
-            continue
-        try:
-            problem = case.judge(outcome.outputs[index], case.expected)
-        except Exception as error:  # noqa: BLE001 - a judge bug must not crash the grader
-            problem = f"could not be judged ({type(error).__name__})"
+    for index, name in enumerate(cases.names()):
+        problem, kind = _case_problem(index, outcome, cases, memory_mb)
         if problem is None:
             passed += 1
-        else:
-            failures.append((case.name, problem))
+            continue
+        failures.append((name, problem))
+        if kind:
+            error_kinds.add(kind)
     total = len(cases)
     points = round(exercise.points * passed / total, 2)
     if passed == total:
@@ -315,7 +316,7 @@ def grade_notebook(
     student: str,
     notebook: ReleasedNotebook,
     submission_path: Path | None,
-    cases: dict[str, list[Case]],
+    cases: dict[str, HiddenCases],
     settings: Settings,
 ) -> NotebookResult:
     """All rows of one student's notebook. Never raises for anything the submission does."""
@@ -352,9 +353,8 @@ def grade_notebook(
                     "source": submission.sources[grade_id],
                     "function": exercise.function,
                     "define_only": grade_id not in pending,
-                    "cases": [_encode_case(case) for case in cases[grade_id]]
-                    if grade_id in pending
-                    else [],
+                    "cases": cases[grade_id].encoded() if grade_id in pending else [],
+                    "forbidden": cases[grade_id].forbidden,
                 }
             )
         while items and items[-1]["define_only"]:

@@ -1,0 +1,204 @@
+"""One declarative spec per exercise: the single source for the notebook, ``check()`` and the grader.
+
+An :class:`Exercise` holds everything about one exercise:
+
+* ``signature`` and ``docstring`` — exactly what the solution cell's function shows (a test compares
+  them), so the shapes the notebook states are the shapes the cases use;
+* ``reference`` — the course function whose return value is the right answer;
+* ``cases`` — the case families: a function of a ``torch.Generator`` returning :class:`Case` objects.
+  ``check()`` draws the visible cases with a fixed seed (:func:`visible_seed`); ``course-grade``
+  draws the hidden cases from the same families with a seed the instructor's run chooses, so every
+  kind of input the grade uses is one the learner's check already exercised;
+* ``judge`` — compares the returned value with the expected one (``course_utils.exercises.judge``);
+* ``mistakes`` — named classic mistakes, each a small function with the exercise's signature that
+  returns what the mistaken code returns (or raises what it raises); when a wrong answer matches
+  one, ``check()`` and the grader's feedback both name it;
+* ``hint`` (conceptual, in the released stub) and ``code_hint`` (shown only after a failed check);
+* ``forbidden`` — calls that trivialise the exercise (``"torch.softmax"``...); the reference itself
+  is always forbidden. ``check()`` refuses them in one line and the grader gives 0 with the reason.
+
+Inputs and outputs always travel through the sandbox codec, in the notebook too: the learner's
+function receives exactly what it would receive in the grader, and its return value is judged in the
+form the grader judges it. A check that passes predicts the grade.
+
+Adding an exercise = the solution cell in ``solutions/`` + one ``Exercise`` in the notebook's module
+of this package (its ``EXERCISES`` tuple).
+"""
+
+from __future__ import annotations
+
+import inspect
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from course_utils.exercises.judge import Judge, close
+from course_utils.grade import codec
+
+NOT_APPLICABLE = object()  # what a Mistake returns for a case it says nothing about
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input to the learner's function. ``name`` describes the input, never the answer."""
+
+    name: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A classic mistake: ``returns(*args, **kwargs)`` is what the mistaken code returns (or raises)."""
+
+    message: str  # names the mistake and the fix, e.g. "you divide by T²: divide the scores by T"
+    returns: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    grade_id: str
+    notebook: str  # "01_soft_weights"
+    signature: str  # "stable_softmax(scores, dim=-1)": the def line of the solution cell
+    docstring: str  # the function's docstring in the solution cell, word for word
+    reference: Callable[..., Any]
+    cases: Callable[[torch.Generator], list[Case]]
+    hint: str  # conceptual: the released stub's `raise NotImplementedError(hint)`
+    code_hint: str  # code-level: shown after a failed check
+    judge: Judge = field(default_factory=close)
+    mistakes: tuple[Mistake, ...] = ()
+    forbidden: tuple[str, ...] = ()  # dotted names of callables; the reference is added
+
+    @property
+    def function_name(self) -> str:
+        return self.signature.split("(", 1)[0]
+
+    @property
+    def forbidden_calls(self) -> tuple[str, ...]:
+        return (*self.forbidden, f"{self.reference.__module__}.{self.reference.__qualname__}")
+
+    def draw_cases(self, seed: int) -> list[Case]:
+        cases = self.cases(torch.Generator().manual_seed(seed))
+        if not cases:
+            raise ValueError(f"{self.grade_id}: its case families produced no case")
+        return cases
+
+
+def visible_seed(grade_id: str) -> int:
+    """The seed of ``check()``'s cases: fixed per exercise, so a check is reproducible."""
+    return zlib.crc32(grade_id.encode())
+
+
+def hidden_seed(grade_id: str, run_seed: int) -> int:
+    """The seed of the grader's cases for one exercise, from the seed of the grading run."""
+    return (zlib.crc32(grade_id.encode()) ^ (run_seed * 0x9E3779B1)) % 2**63
+
+
+# --------------------------------------------------------------------------------------------------
+# What a call returned, in the form both check() and the grader judge.
+
+
+@dataclass(frozen=True)
+class Returned:
+    value: Any  # as decoded by codec.decode_output
+
+
+@dataclass(frozen=True)
+class Raised:
+    type: str
+    message: str
+
+
+Outcome = Returned | Raised
+
+
+def as_sent(case: Case) -> tuple[list[dict], dict[str, dict]]:
+    """The case's arguments as the codec sends them to the learner's function."""
+    return (
+        [codec.encode(argument) for argument in case.args],
+        {name: codec.encode(value) for name, value in case.kwargs.items()},
+    )
+
+
+def as_received(sent: tuple[list[dict], dict[str, dict]]) -> tuple[list, dict]:
+    """Fresh objects from the encoded arguments: what a function receives (learner or reference)."""
+    args, kwargs = sent
+    return (
+        [codec.decode_input(argument) for argument in args],
+        {name: codec.decode_input(value) for name, value in kwargs.items()},
+    )
+
+
+def call(function: Callable, sent: tuple[list[dict], dict[str, dict]]) -> Outcome:
+    """Call ``function`` on fresh decoded arguments; what it returned as the grader would see it."""
+    args, kwargs = as_received(sent)
+    try:
+        returned = function(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - a mistake may be "raises this error"
+        return Raised(type(error).__name__, str(error))
+    return Returned(codec.decode_output(codec.encode(returned)))
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """A case with its expected value and what each mistake gives, computed on the trusted side."""
+
+    name: str
+    sent: tuple[list[dict], dict[str, dict]]
+    expected: Any
+    mistaken: tuple[tuple[Mistake, Outcome], ...]
+
+
+def prepare(exercise: Exercise, case: Case) -> PreparedCase:
+    sent = as_sent(case)
+    args, kwargs = as_received(sent)
+    expected = exercise.reference(*args, **kwargs)
+    mistaken = []
+    for mistake in exercise.mistakes:
+        outcome = call(mistake.returns, sent)
+        if not (isinstance(outcome, Returned) and outcome.value is NOT_APPLICABLE):
+            mistaken.append((mistake, outcome))
+    return PreparedCase(case.name, sent, expected, tuple(mistaken))
+
+
+def prepare_cases(exercise: Exercise, seed: int) -> list[PreparedCase]:
+    return [prepare(exercise, case) for case in exercise.draw_cases(seed)]
+
+
+def matching_mistake(exercise: Exercise, case: PreparedCase, outcome: Outcome) -> Mistake | None:
+    """The first named mistake that gives exactly what the learner's function gave on this case."""
+    for mistake, mistaken in case.mistaken:
+        if isinstance(outcome, Raised) and isinstance(mistaken, Raised):
+            if (outcome.type, outcome.message[:500]) == (mistaken.type, mistaken.message[:500]):
+                return mistake
+        elif isinstance(outcome, Returned) and isinstance(mistaken, Returned):
+            try:
+                if exercise.judge(outcome.value, mistaken.value) is None:
+                    return mistake
+            except Exception:  # noqa: BLE001, S112 - a value the judge cannot compare is no match
+                continue
+    return None
+
+
+def judge_returned(exercise: Exercise, case: PreparedCase, value: Any) -> str | None:
+    """None when a returned value is right; otherwise the problem, naming the mistake if known."""
+    try:
+        problem = exercise.judge(value, case.expected)
+    except Exception as error:  # noqa: BLE001 - a judge bug must not crash check() or the grader
+        problem = f"could not be judged ({type(error).__name__})"
+    if problem is None:
+        return None
+    mistake = matching_mistake(exercise, case, Returned(value))
+    return f"{problem}; {mistake.message}" if mistake else problem
+
+
+def signature_text(function: Callable) -> str:
+    """``name(arg, other=default)`` as a def line shows it (used to compare specs and cells)."""
+    return f"{function.__name__}{inspect.signature(function)}"
+
+
+def cases_summary(names: Sequence[str], limit: int = 3) -> str:
+    return "; ".join(names[:limit]) + ("; …" if len(names) > limit else "")

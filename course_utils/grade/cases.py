@@ -1,0 +1,126 @@
+"""The grader's hidden cases, drawn from the exercise specs (parent side only).
+
+For each exercise the grader draws cases from the spec's case families with a seed derived from the
+grading run's seed (``--seed``; random unless given, recorded in grades.json), so the hidden inputs are
+not predictable from the installed package, and every kind of input is one the learner's check already
+exercised. Expected values and what each named mistake gives are computed here, in the parent, and never
+reach the sandboxed child: only ``encoded()`` arguments do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from course_utils.exercises import notebook_exercises
+from course_utils.exercises.shortcuts import FORBIDDEN_ERROR  # noqa: F401 - re-exported
+from course_utils.exercises.spec import (
+    Exercise,
+    PreparedCase,
+    Raised,
+    hidden_seed,
+    judge_returned,
+    matching_mistake,
+    prepare_cases,
+)
+
+
+@dataclass(frozen=True)
+class HiddenCases:
+    """One exercise's hidden cases: what the child receives, and how to judge what comes back."""
+
+    exercise: Exercise
+    prepared: tuple[PreparedCase, ...]
+
+    @classmethod
+    def draw(cls, exercise: Exercise, run_seed: int) -> HiddenCases:
+        seed = hidden_seed(exercise.grade_id, run_seed)
+        return cls(exercise, tuple(prepare_cases(exercise, seed)))
+
+    def __len__(self) -> int:
+        return len(self.prepared)
+
+    def names(self) -> list[str]:
+        return [case.name for case in self.prepared]
+
+    def encoded(self) -> list[dict]:
+        """The arguments sent to the child, one ``{"args", "kwargs"}`` per case."""
+        return [{"args": case.sent[0], "kwargs": case.sent[1]} for case in self.prepared]
+
+    @property
+    def forbidden(self) -> list[str]:
+        return list(self.exercise.forbidden_calls)
+
+    def judge(self, index: int, value: Any) -> str | None:
+        """None when case ``index`` returned the right value, else the problem."""
+        return judge_returned(self.exercise, self.prepared[index], value)
+
+    def explain_error(self, index: int, error_type: str, message: str) -> str | None:
+        """The named mistake that raises exactly this error on case ``index``, if any."""
+        mistake = matching_mistake(self.exercise, self.prepared[index], Raised(error_type, message))
+        return mistake.message if mistake else None
+
+
+def draw_notebook_cases(notebook: str, run_seed: int) -> dict[str, HiddenCases]:
+    """grade_id -> hidden cases, for every exercise of notebook ``NN_name`` that has a spec."""
+    return {
+        exercise.grade_id: HiddenCases.draw(exercise, run_seed)
+        for exercise in notebook_exercises(notebook)
+    }
+
+
+@dataclass(frozen=True)
+class LegacyCases:
+    """TRANSITION ONLY: a notebook whose exercises still live in course_utils/grade/hidden/."""
+
+    cases: tuple
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def names(self) -> list[str]:
+        return [case.name for case in self.cases]
+
+    def encoded(self) -> list[dict]:
+        from course_utils.grade import codec
+
+        return [
+            {
+                "args": [codec.encode(argument) for argument in case.args],
+                "kwargs": {name: codec.encode(value) for name, value in case.kwargs.items()},
+            }
+            for case in self.cases
+        ]
+
+    @property
+    def forbidden(self) -> list[str]:
+        return []
+
+    def judge(self, index: int, value: Any) -> str | None:
+        case = self.cases[index]
+        return case.judge(value, case.expected)
+
+    def explain_error(self, index: int, error_type: str, message: str) -> str | None:
+        return None
+
+
+def draw_cases(notebook: str, run_seed: int) -> dict:
+    """grade_id -> hidden cases of notebook ``NN_name`` (from the specs; legacy modules meanwhile)."""
+    drawn = draw_notebook_cases(notebook, run_seed)
+    if drawn:
+        return drawn
+    from course_utils.grade.hidden import discover
+
+    module = discover().get(notebook)
+    if module is None:
+        return {}
+    return {grade_id: LegacyCases(tuple(cases)) for grade_id, cases in module.build_cases().items()}
+
+
+def gradable_notebooks() -> list[str]:
+    """Notebooks with hidden cases (specs, or legacy modules meanwhile), sorted."""
+    from course_utils.exercises import all_exercises
+    from course_utils.grade.hidden import discover
+
+    names = {exercise.notebook for exercise in all_exercises().values()} | set(discover())
+    return sorted(names)
