@@ -22,8 +22,10 @@ import torch
 from course_utils.exercises.judge import close
 from course_utils.grade import cli, codec, seccomp
 from course_utils.grade.cases import draw_cases, gradable_notebooks
+from course_utils.grade.protocol import ChildRun
 from course_utils.grade.report import COLUMNS, feedback_markdown
-from course_utils.grade.runner import Row, Settings, _ChildRun, _Outcome
+from course_utils.grade.results import Outcome, Row
+from course_utils.grade.runner import Settings
 from course_utils.grade.sandbox import Limits, Sandbox
 from course_utils.grade.submission import load_released, read_submission
 
@@ -738,8 +740,8 @@ def _items():
 )
 def test_forged_or_out_of_order_events_are_violations(events, reason):
     settings = Settings(sandbox=Sandbox("none"), limits=Limits())
-    run = _ChildRun(FakeChild([{"event": "ready", "seccomp": True}, *events]), _items(), settings)
-    outcomes: dict[str, _Outcome] = {}
+    run = ChildRun(FakeChild([{"event": "ready", "seccomp": True}, *events]), _items(), settings)
+    outcomes: dict[str, Outcome] = {}
     with pytest.raises(Exception) as info:
         run.run(outcomes)
     assert info.value.status == "error" and reason in info.value.reason, info.value.reason
@@ -747,7 +749,7 @@ def test_forged_or_out_of_order_events_are_violations(events, reason):
 
 def test_child_death_is_classified():
     settings = Settings(sandbox=Sandbox("none"), limits=Limits())
-    run = _ChildRun(
+    run = ChildRun(
         FakeChild([{"event": "ready", "seccomp": True}], returncode=-11), _items(), settings
     )
     with pytest.raises(Exception) as info:

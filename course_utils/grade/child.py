@@ -36,6 +36,7 @@ import resource
 import sys
 import traceback
 
+from course_utils.exercises.shortcuts import FORBIDDEN_ERROR, ShortcutWatch
 from course_utils.grade import codec
 
 MESSAGE_LIMIT = 500  # characters of an exception message sent back
@@ -132,7 +133,7 @@ def run_item(item: dict, namespace: dict, channel: Channel) -> None:
         code = compile(source, filename, "exec")
         exec(code, namespace)
     except BaseException as error:  # noqa: BLE001 - every failure of learner code is reported
-        if not item["define_only"]:
+        if not item["define_only"] or item.get("added"):
             channel.send(
                 event="cell_error", exercise=exercise, **describe_exception(error, filename, source)
             )
@@ -152,11 +153,13 @@ def run_item(item: dict, namespace: dict, channel: Channel) -> None:
         )
         channel.send(event="done", exercise=exercise)
         return
+    forbidden = item.get("forbidden", [])
     for index, case in enumerate(item["cases"]):
         try:
             args = [codec.decode_input(argument) for argument in case["args"]]
             kwargs = {name: codec.decode_input(value) for name, value in case["kwargs"].items()}
-            returned = function(*args, **kwargs)
+            with ShortcutWatch(forbidden) as watch:
+                returned = function(*args, **kwargs)
             output = codec.encode(returned)
         except BaseException as error:  # noqa: BLE001
             channel.send(
@@ -164,6 +167,18 @@ def run_item(item: dict, namespace: dict, channel: Channel) -> None:
                 exercise=exercise,
                 case=index,
                 **describe_exception(error, filename, source),
+            )
+            continue
+        if watch.used:  # a forbidden shortcut: the parent gives the exercise 0 with the reason
+            message = f"calls {watch.used[0]}"
+            channel.send(
+                event="case_error",
+                exercise=exercise,
+                case=index,
+                type=FORBIDDEN_ERROR,
+                message=message,
+                line=None,
+                code="",
             )
             continue
         channel.send(event="result", exercise=exercise, case=index, output=output)
@@ -209,16 +224,18 @@ def main() -> None:
 # --- zygote mode ------------------------------------------------------------------------------
 # A zygote imports the heavy modules once (torch, matplotlib, the course library) and forks one
 # child per job, so a submission costs a fork (~20 ms) instead of a fresh interpreter (~2-3 s).
-# It runs inside the same sandbox a spawned child would, handles ONE child at a time, and after
-# each child has exited wipes every writable place (its working root; under bwrap all of /tmp and
-# /dev/shm), so nothing of one submission is left for the next. The child gets the same limits
-# and seccomp filter as in spawn mode; the filter (no fork, no kill, no ptrace) and the zygote
-# being non-dumpable (no /proc/<pid>/mem) keep a child from reaching the zygote.
+# It runs inside the same sandbox a spawned child would and handles ONE child at a time. Under
+# bubblewrap ("isolate") each forked child first gets a mount namespace of its own with a fresh,
+# empty /tmp and /dev/shm (course_utils.grade.isolation): what one submission writes vanishes
+# with its child. The zygote checks at start that this works (else the parent spawns instead).
+# Without bubblewrap the zygote wipes its working root after each child. The child gets the same
+# limits and seccomp filter as in spawn mode; the filter (no fork, no kill, no ptrace) and the
+# zygote being non-dumpable (no /proc/<pid>/mem) keep a child from reaching the zygote.
 #
 # Control socket (AF_UNIX SOCK_SEQPACKET, JSON messages; file descriptors ride along):
 #   parent -> zygote  {"init": true} + [init file]        once; init = {"preload", "matplotlib_fontlist",
-#                                                          "workroot", "wipe"}
-#   zygote -> parent  {"ready": true, "threads": n, "preload_errors": [...]}
+#                                                          "workroot", "wipe", "isolate"}
+#   zygote -> parent  {"ready": true, "threads": n, "preload_errors": [...], "isolation_error": str|null}
 #   parent -> zygote  {"run": true} + [job file, channel write end, stdout file, stderr file]
 #   zygote -> parent  {"started": pid}
 #   parent -> zygote  {"kill": true}                       optional, on timeout
@@ -239,8 +256,20 @@ def _send(control, **message) -> None:
 
 
 def _wipe(roots: list[str]) -> None:
-    """Delete everything inside each root (a link in place of a root is left alone)."""
+    """Delete everything inside each root (a link in place of a root is left alone).
+
+    Folders the learner made unreadable are made readable first (same owner), so they go too.
+    """
     import shutil
+    import stat
+
+    def unlock(function, path, _error) -> None:
+        try:
+            os.chmod(os.path.dirname(path), stat.S_IRWXU)
+            os.chmod(path, stat.S_IRWXU)
+            function(path)
+        except OSError:
+            pass
 
     for root in roots:
         if os.path.islink(root):
@@ -252,7 +281,8 @@ def _wipe(roots: list[str]) -> None:
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
+                    os.chmod(entry.path, stat.S_IRWXU)
+                    shutil.rmtree(entry.path, onerror=unlock)
                 else:
                     os.unlink(entry.path)
             except OSError:
@@ -288,12 +318,49 @@ def _wait_for_child(control, pid: int) -> int:
             return os.waitstatus_to_exitcode(status)
 
 
-def _run_forked_child(control, fds: list[int], workdir: str) -> None:
-    """In the forked child: detach, wire up the files, run the job (never returns)."""
+def _isolate(init: dict, home: str) -> str:
+    """In a forked child under bwrap: fresh /tmp and /dev/shm; returns the working dir."""
+    from course_utils.grade import isolation
+
+    isolate = init["isolate"]
+    isolation.private_filesystem(
+        isolate["size_bytes"], isolate["keep_under_tmp"], isolate["hold_dir"]
+    )
+    os.makedirs(home)  # matplotlib's config dir (with the font cache), as the zygote had it
+    os.chdir(home)
+    _prepare_matplotlib(init.get("matplotlib_fontlist"))
+    os.makedirs(isolate["workdir"])
+    return isolate["workdir"]
+
+
+def _probe_isolation(init: dict, home: str) -> str | None:
+    """Fork once and try ``_isolate``: None if it works, else why not."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            _isolate(init, home)
+            message = b""
+        except BaseException as error:  # noqa: BLE001 - reported to the parent
+            message = f"{type(error).__name__}: {error}".encode()[:500]
+        os.write(write_end, message)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        message = reader.read()
+    os.waitpid(pid, 0)
+    return message.decode(errors="replace") or None
+
+
+def _run_forked_child(control, fds: list[int], init: dict, home: str, workdir: str) -> None:
+    """In the forked child: detach, own filesystem, wire up the files, run the job (never returns)."""
     import signal
 
     try:
         os.setsid()
+        if init.get("isolate"):
+            workdir = _isolate(init, home)  # first: it resets the two settings below
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote dies -> so does the child
         _prctl(_PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
         control.close()
@@ -344,7 +411,14 @@ def zygote_main(control_fd: int) -> None:
             errors.append(f"{module}: {type(error).__name__}: {error}"[:300])
     threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
     _prctl(_PR_SET_DUMPABLE, 0)  # a child cannot open /proc/<zygote>/mem
-    _send(control, ready=True, threads=threads, preload_errors=errors)
+    isolation_error = _probe_isolation(init, home) if init.get("isolate") else None
+    _send(
+        control,
+        ready=True,
+        threads=threads,
+        preload_errors=errors,
+        isolation_error=isolation_error,
+    )
     for number in itertools.count():
         message, fds, _, _ = socket.recv_fds(control, 4096, 4)
         if not message:
@@ -354,10 +428,11 @@ def zygote_main(control_fd: int) -> None:
                 os.close(fd)
             continue
         workdir = os.path.join(workroot, f"job-{number}")
-        os.makedirs(workdir)
+        if not init.get("isolate"):
+            os.makedirs(workdir)
         pid = os.fork()
         if pid == 0:
-            _run_forked_child(control, fds, workdir)
+            _run_forked_child(control, fds, init, home, workdir)
         for fd in fds:
             os.close(fd)
         _send(control, started=pid)

@@ -15,14 +15,17 @@ import ast
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from course_utils.grade import report, seccomp
 from course_utils.grade.cases import draw_cases, gradable_notebooks
-from course_utils.grade.runner import NotebookResult, Row, Settings, grade_notebook
+from course_utils.grade.results import NotebookResult, Row
+from course_utils.grade.runner import Settings, grade_notebook
 from course_utils.grade.sandbox import Launcher, Limits, SandboxError, choose_sandbox
 from course_utils.grade.submission import NotebookError, ReleasedNotebook, load_released
 
@@ -137,7 +140,14 @@ def _students(submissions: Path) -> list[Path]:
         entries = sorted(submissions.iterdir())
     except OSError as error:
         raise UsageError(f"cannot list {submissions}: {error.strerror or error}") from None
-    students = [entry for entry in entries if entry.is_dir() and not entry.name.startswith(".")]
+    folders = [entry for entry in entries if entry.is_dir()]
+    for folder in folders:
+        if folder.name.startswith("."):
+            _warn(
+                f"warning: {report.printable(folder.name)} is not graded: folder names starting "
+                "with '.' are hidden folders (e.g. .ipynb_checkpoints); rename it to grade it"
+            )
+    students = [folder for folder in folders if not folder.name.startswith(".")]
     if not students:
         raise UsageError(
             f"no student folders in {submissions} (expected {submissions}/<student>/<NN_name>.ipynb)"
@@ -259,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"course-grade: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\ncourse-grade: interrupted: every child was stopped and NO report was written "
+            "(reports of an earlier run are left as they were)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -270,9 +287,8 @@ def _run(args: argparse.Namespace) -> int:
     for student in students:
         for path in sorted(student.glob("*.ipynb")):
             if path.stem not in gradable:
-                _warn(
-                    f"warning: {student.name}/{path.name} is not a gradable notebook name; ignored"
-                )
+                where = report.printable(f"{student.name}/{path.name}")
+                _warn(f"warning: {where} is not a gradable notebook name; ignored")
     json_path = args.json or args.out.with_suffix(".json")
     if json_path.absolute() == args.out.absolute():
         raise UsageError(f"the CSV (--out) and the JSON (--json) would both be {json_path}")
@@ -292,7 +308,9 @@ def _run(args: argparse.Namespace) -> int:
         hidden.append(args.feedback)
     try:
         try:
-            sandbox = choose_sandbox(args.sandbox, tuple(Path(path).absolute() for path in hidden))
+            sandbox = choose_sandbox(
+                args.sandbox, tuple(Path(path) for path in hidden), scratch_root / "sandbox"
+            )
         except SandboxError as error:
             raise UsageError(str(error)) from None
         if sandbox.warning:
@@ -342,24 +360,18 @@ def _run(args: argparse.Namespace) -> int:
             "warning: the seccomp filter could not be installed in the children "
             f"({seccomp_problems.pop()}); submissions could start processes"
         )
-    report.write_csv(rows, args.out)
-    report.write_json(
-        rows,
-        json_path,
-        grader={
-            "sandbox": sandbox.mode,
-            "timeout_s": args.timeout,
-            "startup_timeout_s": args.startup_timeout,
-            "memory_mb": args.memory_mb,
-            "jobs": args.jobs,
-            "seed": seed,
-            "preloaded_interpreter": launcher.use_zygote,
-            "notebooks": names,
-            "grader_errors": grader_errors,
-        },
-        runs=runs,
-    )
-    feedback_files = report.write_feedback(rows, args.feedback) if args.feedback is not None else []
+    grader = {
+        "sandbox": sandbox.mode,
+        "timeout_s": args.timeout,
+        "startup_timeout_s": args.startup_timeout,
+        "memory_mb": args.memory_mb,
+        "jobs": args.jobs,
+        "seed": seed,
+        "preloaded_interpreter": launcher.use_zygote,
+        "notebooks": names,
+        "grader_errors": grader_errors,
+    }
+    feedback_files = _write_reports(args, json_path, rows, grader, runs)
     if not args.quiet:
         print(report.summary_table(rows))
         print()
@@ -371,8 +383,21 @@ def _run(args: argparse.Namespace) -> int:
         + (f", {len(feedback_files)} feedback files in {args.feedback}" if args.feedback else "")
     )
     for message in grader_errors:
-        _warn(f"grader error: {message}")
+        _warn(f"grader error: {report.printable(message)}")
     return 1 if grader_errors else 0
+
+
+def _write_reports(args, json_path: Path, rows: list, grader: dict, runs: list) -> list[Path]:
+    """CSV, JSON and feedback files, each written atomically; Ctrl-C waits until all are written."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+    try:
+        report.write_csv(rows, args.out)
+        report.write_json(rows, json_path, grader=grader, runs=runs)
+        return report.write_feedback(rows, args.feedback) if args.feedback is not None else []
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _grade_all(
@@ -405,13 +430,17 @@ def _grade_all(
             ]
             return NotebookResult(rows=rows, grader_errors=[f"{student.name}/{name}: {message}"])
 
-    with (
-        ThreadPoolExecutor(max_workers=jobs) as executor,
-        tqdm(
-            total=len(tasks), unit="notebook", file=sys.stderr, disable=quiet, desc="grading"
-        ) as progress,
-    ):
-        futures = [executor.submit(grade, task) for task in tasks]
-        for future in futures:
-            future.add_done_callback(lambda _: progress.update(1))
-        return [future.result() for future in futures]
+    with tqdm(
+        total=len(tasks), unit="notebook", file=sys.stderr, disable=quiet, desc="grading"
+    ) as progress:
+        executor = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            futures = [executor.submit(grade, task) for task in tasks]
+            for future in futures:
+                future.add_done_callback(lambda _: progress.update(1))
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            settings.launcher.interrupt()  # kill the running children, start no new one
+            raise
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)

@@ -3,19 +3,37 @@
 The CSV has exactly the columns ``student, notebook, exercise, points, max_points, status,
 message``; the JSON holds the same rows plus per-student and per-notebook totals and how the
 grader ran. Messages come from the judge and the runner, which never quote hidden expected values.
+
+Names (student folders, files) and messages can carry whatever a submission put in them, so every
+report shows them made safe, and survives any input:
+
+* ``printable``: lone surrogates (a folder name that was not UTF-8, an exception message) and
+  control or invisible characters (terminal escape sequences, bidi overrides) are written as
+  visible escapes (``\\x1b``), so different names stay different; ``printable_message`` removes
+  escape sequences and line breaks first;
+* CSV: a cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) gets a leading
+  ``'``;
+* markdown: HTML is escaped and markdown syntax neutralised, code spans stay code spans;
+* every file is written atomically (a temporary file, then a rename): a report is complete or
+  absent, never truncated.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import html
+import io
 import json
+import os
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from course_utils.grade.runner import Row
+from course_utils.grade.results import Row
 
 COLUMNS = ("student", "notebook", "exercise", "points", "max_points", "status", "message")
 
@@ -36,26 +54,126 @@ STATUSES = {
 }
 
 
+# Characters never shown raw: C0/C1 controls, DEL, invisible format characters that hide or
+# reorder text (soft hyphen, zero-width, bidi embeddings/overrides/isolates, BOM), lone surrogates.
+_INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks
+    r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|[ -/]*[0-~])?"  # two-character escapes (or a lone ESC)
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|])")
+
+
+def _visible_escape(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (Python's surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """A name from a submission, safe to print or write anywhere (see the module docstring)."""
+    return _UNSAFE.sub(lambda match: _visible_escape(match.group()), str(text))
+
+
+def printable_message(text: object) -> str:
+    """A message on one line: escape sequences removed, controls as spaces, then ``printable``."""
+    text = _CONTROL.sub(" ", _ESCAPE_SEQUENCE.sub("", str(text)))
+    return printable(" ".join(text.split()))
+
+
+def spreadsheet_cell(text: str) -> str:
+    """Text a spreadsheet shows as text: a would-be formula gets a leading ``'``."""
+    return (
+        "'" + text
+        if text.lstrip().startswith(_FORMULA_START) or text.startswith(_FORMULA_START)
+        else text
+    )
+
+
+def _markdown_text(text: str) -> str:
+    """Plain text inside markdown: HTML escaped, links, emphasis, code and table syntax inert."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def _markdown_message(text: str) -> str:
+    """A message for a table cell: `code` stays a code span (literal inside), the rest is text."""
+    message = printable_message(text)
+    parts = message.split("`")
+    if len(parts) % 2 == 0:  # an unmatched backtick: the last part is plain text after it
+        after = parts.pop()
+        parts[-1] += "`" + after
+    rendered = []
+    for index, part in enumerate(parts):
+        if index % 2 == 0:
+            between_code = 0 < index < len(parts) - 1
+            rendered.append(_markdown_text(part) or (" " if between_code else ""))
+        elif part.strip():
+            rendered.append("`" + part.replace("|", "\\|") + "`")
+    return "".join(rendered)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
 def _number(value: float) -> str:
     return f"{value:g}"
 
 
 def write_csv(rows: Iterable[Row], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow(
-                [
-                    row.student,
-                    row.notebook,
-                    row.exercise,
-                    _number(row.points),
-                    _number(row.max_points),
-                    row.status,
-                    row.message,
-                ]
-            )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for row in rows:
+        texts = [printable(row.student), printable(row.notebook), printable(row.exercise)]
+        texts += [_number(row.points), _number(row.max_points), printable(row.status)]
+        texts.append(printable_message(row.message))
+        writer.writerow([spreadsheet_cell(text) for text in texts])
+    _write_atomically(path, buffer.getvalue())
+
+
+def _safe_row(row: Row) -> dict:
+    fields = asdict(row)
+    for name in ("student", "notebook", "exercise", "status"):
+        fields[name] = printable(fields[name])
+    fields["message"] = printable_message(fields["message"])
+    return fields
+
+
+def _safe_value(value):
+    """Every string in a JSON-able structure made ``printable`` (keys too)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(key): _safe_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe_value(item) for item in value]
+    return value
 
 
 def totals(rows: Iterable[Row]) -> dict[str, dict]:
@@ -74,22 +192,21 @@ def totals(rows: Iterable[Row]) -> dict[str, dict]:
 
 def write_json(rows: list[Row], path: Path, grader: dict, runs: list[dict]) -> None:
     document = {
-        "grader": grader,
+        "grader": _safe_value(grader),
         "statuses": STATUSES,
-        "rows": [asdict(row) for row in rows],
-        "students": totals(rows),
-        "runs": runs,
+        "rows": [_safe_row(row) for row in rows],
+        "students": _safe_value(totals(rows)),
+        "runs": _safe_value(runs),
     }
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a markdown table cell."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    _write_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 def feedback_filename(student: str, taken: set[str]) -> str:
+    """A short, portable file name for ``student`` (unique within ``taken``)."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", student).strip("._") or "student"
+    if len(stem) > 80:  # file names are limited to 255 bytes: keep a prefix and a hash
+        digest = hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        stem = f"{stem[:64]}-{digest}"
     name, suffix = f"{stem}.md", 2
     while name in taken:
         name, suffix = f"{stem}-{suffix}.md", suffix + 1
@@ -100,7 +217,7 @@ def feedback_filename(student: str, taken: set[str]) -> str:
 def feedback_markdown(student: str, rows: list[Row]) -> str:
     summary = totals(rows)[student]
     lines = [
-        f"# Feedback for {_cell(student)}",
+        f"# Feedback for {_markdown_text(printable_message(student))}",
         "",
         f"**Total: {_number(summary['points'])} / {_number(summary['max_points'])} points.**",
         "",
@@ -114,19 +231,23 @@ def feedback_markdown(student: str, rows: list[Row]) -> str:
         notebook_total = summary["notebooks"][notebook]
         lines += [
             "",
-            f"## {notebook}: {_number(notebook_total['points'])} / {_number(notebook_total['max_points'])}",
+            f"## {_markdown_text(printable(notebook))}: "
+            f"{_number(notebook_total['points'])} / {_number(notebook_total['max_points'])}",
             "",
             "| exercise | points | status | what happened |",
             "|---|---|---|---|",
         ]
         for row in notebook_rows:
             lines.append(
-                f"| {row.exercise} | {_number(row.points)} / {_number(row.max_points)} | "
-                f"{row.status} | {_cell(row.message)} |"
+                f"| {_markdown_text(printable(row.exercise))} | {_number(row.points)} / "
+                f"{_number(row.max_points)} | {_markdown_text(printable(row.status))} | "
+                f"{_markdown_message(row.message)} |"
             )
     used = sorted({row.status for row in rows})
     lines += ["", "## What the statuses mean", ""]
-    lines += [f"* **{status}**: {STATUSES.get(status, '')}" for status in used]
+    lines += [
+        f"* **{_markdown_text(printable(status))}**: {STATUSES.get(status, '')}" for status in used
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -139,19 +260,19 @@ def write_feedback(rows: list[Row], folder: Path) -> list[Path]:
     written = []
     for student, student_rows in by_student.items():
         path = folder / feedback_filename(student, taken)
-        path.write_text(feedback_markdown(student, student_rows), encoding="utf-8")
+        _write_atomically(path, feedback_markdown(student, student_rows))
         written.append(path)
     return written
 
 
 def summary_table(rows: list[Row]) -> str:
-    """Students × notebooks, points / max, plus a total column."""
+    """Students × notebooks, points / max, plus a total column (names made printable)."""
     students = totals(rows)
     notebooks = sorted({row.notebook for row in rows})
-    header = ["student", *notebooks, "total"]
+    header = ["student", *(printable(notebook) for notebook in notebooks), "total"]
     table = [header]
     for student, summary in students.items():
-        cells = [student]
+        cells = [printable(student)]
         for notebook in notebooks:
             entry = summary["notebooks"].get(notebook)
             cells.append(

@@ -1,51 +1,28 @@
 """Grade one (student, notebook): run the submitted cells in sandboxed children, judge the outputs.
 
-Normally one child does everything: setup, then every submitted exercise cell in notebook order,
-each followed by its hidden cases. When a child dies or stalls (timeout, memory, ``os._exit``,
-a signal, a garbled channel) the exercise it was running gets 0 with the reason, the exercises
-already reported keep their results, and a NEW child carries on with the remaining exercises,
-re-running the earlier cells only to define their names and skipping the culprit. Each restart
-settles at least one cell, so a submission costs at most ``len(exercises) + 1`` children plus one
-retry of a failed start-up.
+Normally one child does everything: setup, then the submitted cells in notebook order (the cells the
+student added, and each exercise cell followed by its hidden cases). When a child dies or stalls
+(timeout, memory, ``os._exit``, a signal, a garbled channel) the exercise it was running gets 0 with
+the reason, the exercises already reported keep their results, and a NEW child carries on with the
+remaining exercises, re-running the earlier cells only to define their names and skipping the
+culprit. Each restart settles at least one cell, so a submission costs at most one child per cell
+plus one retry of a failed start-up.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from course_utils.grade import codec
-from course_utils.grade.cases import FORBIDDEN_ERROR, HiddenCases
-from course_utils.grade.sandbox import (
-    ChannelReader,
-    ChannelTimeout,
-    Launcher,
-    Limits,
-    Sandbox,
-    describe_exit,
-)
-from course_utils.grade.submission import ReleasedNotebook, read_submission
+from course_utils.grade.cases import HiddenCases
+from course_utils.grade.judging import describe_error, judge_exercise
+from course_utils.grade.protocol import ChildFailure, ChildRun
+from course_utils.grade.results import NotebookResult, Outcome, Row
+from course_utils.grade.sandbox import Launcher, Limits, Sandbox
+from course_utils.grade.submission import ReleasedNotebook, Submission, read_submission
 
-MEMORY_ERROR_MARKERS = (
-    "can't allocate memory",  # torch's CPU allocator
-    "unable to allocate",  # numpy
-    "out of memory",
-    "not enough memory",
-)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the grade report."""
-
-    student: str
-    notebook: str
-    exercise: str
-    points: float
-    max_points: float
-    status: str
-    message: str
+LOST = ("error", "the grader lost this exercise's result")
 
 
 @dataclass(frozen=True)
@@ -57,259 +34,227 @@ class Settings:
     launcher: Launcher | None = None  # starts the children (None: only for protocol unit tests)
 
 
-@dataclass
-class NotebookResult:
-    rows: list[Row]
-    grader_errors: list[str] = field(default_factory=list)
-    seccomp_problem: str | None = None
-    children: int = 0
-    seconds: float = 0.0
+def _added_cells(submission: Submission) -> list[tuple[str, str | None]]:
+    """(source, grade_id of the exercise cell after it) for each code cell the student added."""
+    return [(cell.source, cell.before) for cell in getattr(submission, "added_cells", ())]
 
 
-@dataclass
-class _Outcome:
-    """What happened to one exercise in the child (before judging)."""
+class NotebookGrading:
+    """One submission through as many children as it takes; ``run()`` returns its rows."""
 
-    cell_error: dict | None = None
-    outputs: dict[int, object] = field(default_factory=dict)  # case -> decoded output
-    case_errors: dict[int, dict] = field(default_factory=dict)  # case -> error description
-    terminated: tuple[str, str] | None = None  # (status, reason) when the child died on it
-
-
-class _ChildFailure(Exception):
-    """The child stopped before finishing: ``status`` and ``reason`` for the blamed exercise."""
-
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class _ChildRun:
-    """Drives one child through its items, validating every message against the protocol."""
-
-    def __init__(self, child: ChannelReader, items: list[dict], settings: Settings):
-        self.child = child
-        self.items = items
+    def __init__(self, student: str, notebook: ReleasedNotebook, cases, settings: Settings):
+        self.student = student
+        self.notebook = notebook
+        self.cases: dict[str, HiddenCases] = cases
         self.settings = settings
-        self.position = 0  # index of the next item to start
-        self.current: dict | None = None  # the item running now
-        self.next_case = 0
-        self.ready = False
-        self.seccomp_problem: str | None = None
+        self.result = NotebookResult(rows=[])
+        self.outcomes: dict[str, Outcome] = {}
+        self.skipped: set[str] = set()  # cells never to run again (they killed a child)
+        self.startup_failures = 0
 
-    def _event(self, deadline: float) -> dict:
+    # -- the cells a child runs ---------------------------------------------------------------
+
+    def _cells(self, submission: Submission) -> list[dict]:
+        """Every submitted cell in notebook order, as child items (cases filled in later)."""
+        added = _added_cells(submission)
+        cells = []
+        for exercise in self.notebook.exercises:
+            cells += [
+                self._added_item(i, s)
+                for i, (s, before) in enumerate(added)
+                if before == exercise.grade_id
+            ]
+            if exercise.grade_id in submission.sources:
+                cells.append(
+                    {
+                        "exercise": exercise.grade_id,
+                        "source": submission.sources[exercise.grade_id],
+                        "function": exercise.function,
+                    }
+                )
+        return cells + [
+            self._added_item(i, s) for i, (s, before) in enumerate(added) if before is None
+        ]
+
+    @staticmethod
+    def _added_item(index: int, source: str) -> dict:
+        return {"exercise": f"added cell {index + 1}", "source": source, "added": True}
+
+    def _items(self, cells: list[dict], pending: list[str]) -> list[dict]:
+        items = []
+        for cell in cells:
+            if cell["exercise"] in self.skipped:
+                continue
+            runs_cases = cell["exercise"] in pending
+            hidden = self.cases.get(cell["exercise"])
+            items.append(
+                {
+                    **cell,
+                    "function": cell.get("function", ""),
+                    "define_only": not runs_cases,
+                    "cases": hidden.encoded() if runs_cases else [],
+                    "forbidden": hidden.forbidden if hidden else [],
+                }
+            )
+        while items and items[-1]["define_only"] and not items[-1].get("added"):
+            items.pop()  # definitions after the last exercise to run are not needed
+        return items
+
+    # -- one child ----------------------------------------------------------------------------
+
+    def _run_child(
+        self, items: list[dict], limits: Limits
+    ) -> tuple[ChildRun, ChildFailure | None, str]:
+        job = {
+            "protocol": 1,
+            "limits": limits.as_job(),
+            "matplotlib_fontlist": self.settings.launcher.fontlist,
+            "setup": self.notebook.setup_source,
+            "items": items,
+        }
+        child = self.settings.launcher.start(job)
+        self.result.children += 1
+        run = ChildRun(child, items, self.settings)
+        failure = None
         try:
-            event = self.child.read_event(deadline)
-        except ChannelTimeout:
-            raise _ChildFailure("timeout", "") from None
-        except codec.ProtocolError as error:
-            raise _ChildFailure(
-                "error",
-                f"the submission garbled the grader's result channel ({error})",
-            ) from None
-        if event is None:
-            returncode = self.child.wait()
-            status, reason = describe_exit(returncode, self.child.exact_status)
-            raise _ChildFailure(status, reason)
-        return event
+            run.run(self.outcomes)
+            child.wait()
+        except ChildFailure as error:
+            child.kill()
+            failure = error
+        finally:
+            stderr_tail = child.stderr_tail()
+            child.close()
+        if run.seccomp_problem and self.result.seccomp_problem is None:
+            self.result.seccomp_problem = run.seccomp_problem
+            # Without the filter a child could leave a process behind for the next submission
+            # of the same zygote: from now on every child gets a fresh interpreter.
+            self.settings.launcher.stop_forking(f"the seccomp filter failed: {run.seccomp_problem}")
+        return run, failure, stderr_tail
 
-    def _violation(self, what: str) -> _ChildFailure:
-        return _ChildFailure(
-            "error", f"the submission interfered with the grader's result channel ({what})"
+    def _startup_failed(self, failure: ChildFailure, stderr_tail: str, pending: list[str]) -> bool:
+        """After a child that never got ready: True when this notebook cannot be run at all."""
+        self.startup_failures += 1
+        if failure.status != "grader_error" and self.startup_failures < 2:
+            return False  # one more try: a start-up can fail for reasons of the moment
+        reason = (
+            failure.reason or f"the child did not start within {self.settings.startup_timeout:g} s"
         )
+        message = f"the grader could not run this notebook: {reason}"
+        if stderr_tail.strip():
+            message += f" [stderr: {' '.join(stderr_tail.split())[-200:]}]"
+        self.result.grader_errors.append(f"{self.student}/{self.notebook.name}: {message}")
+        for grade_id in pending:
+            self.outcomes[grade_id] = Outcome(terminated=("grader_error", message))
+        return True
 
-    def run(self, outcomes: dict[str, _Outcome]) -> None:
-        """Process events until ``finished``; raises _ChildFailure when the child fails."""
-        now = time.monotonic()
-        budget_end = now + self.settings.startup_timeout + self.settings.timeout * len(self.items)
-        deadline = now + self.settings.startup_timeout
-        while True:
-            event = self._event(min(deadline, budget_end))
-            kind = event["event"]
-            if not self.ready:
-                if kind == "setup_error":
-                    raise _ChildFailure(
-                        "grader_error",
-                        f"the released setup cell failed in the child: {event.get('type')}: {str(event.get('message'))[:300]}",
+    def _blame(
+        self, run: ChildRun, items: list[dict], failure: ChildFailure, stderr_tail: str
+    ) -> str | None:
+        """The exercise that killed the child gets 0 with the reason; returns its id (None: a cell
+        that only defines names, now skipped, or nothing left to blame)."""
+        culprit = run.current or (items[run.position] if run.position < len(items) else None)
+        if culprit is None:
+            return None
+        self.skipped.add(culprit["exercise"])
+        if culprit["define_only"]:
+            return None  # an earlier cell's code killed it: run the rest without that cell
+        status, reason = failure.status, failure.reason
+        if status == "timeout" and not reason:
+            reason = f"did not finish within {self.settings.timeout:g} s (an infinite loop, or very slow code?)"
+        if run.current is None:
+            reason += (
+                " (before this exercise's cell started: code left running by an earlier cell?)"
+            )
+        if status == "crashed" and stderr_tail.strip():
+            reason += f"; the end of its error output: {' '.join(stderr_tail.split())[-160:]}"
+        self.outcomes[culprit["exercise"]] = Outcome(terminated=(status, reason))
+        return culprit["exercise"]
+
+    # -- the whole submission -----------------------------------------------------------------
+
+    def run(self, submission: Submission) -> NotebookResult:
+        cells = self._cells(submission)
+        pending = [cell["exercise"] for cell in cells if not cell.get("added")]
+        limits = replace(
+            self.settings.limits,
+            cpu_seconds=int(
+                self.settings.startup_timeout + self.settings.timeout * max(1, len(cells))
+            )
+            + 1,
+        )
+        while pending:
+            items = self._items(cells, pending)
+            run, failure, stderr_tail = self._run_child(items, limits)
+            finished = [
+                item["exercise"] for item in items[: run.position] if item is not run.current
+            ]
+            pending = [grade_id for grade_id in pending if grade_id not in finished]
+            if failure is None:
+                for (
+                    grade_id
+                ) in pending:  # cannot happen with a well-behaved child; never loop on it
+                    self.outcomes[grade_id] = Outcome(terminated=LOST)
+                break
+            if not run.ready:
+                if self._startup_failed(failure, stderr_tail, pending):
+                    break
+                continue
+            if run.current is None and run.position >= len(items):
+                for grade_id in pending:  # died after its last item: nothing left to blame or run
+                    self.outcomes[grade_id] = Outcome(terminated=("crashed", failure.reason))
+                break
+            blamed = self._blame(run, items, failure, stderr_tail)
+            pending = [grade_id for grade_id in pending if grade_id != blamed]
+        return self._rows(submission, cells)
+
+    def _added_cell_notes(self, cells: list[dict]) -> dict[str, str]:
+        """grade_id -> a note about errors in the student's added cells before it."""
+        notes: dict[str, str] = {}
+        problems: list[str] = []
+        for cell in cells:
+            outcome = self.outcomes.get(cell["exercise"])
+            if cell.get("added"):
+                if outcome is not None and outcome.cell_error is not None:
+                    problems.append(
+                        f"{cell['exercise']} raised {describe_error(outcome.cell_error)}"
                     )
-                if kind != "ready":
-                    raise self._violation(f"expected 'ready', got {kind!r:.40}")
-                self.ready = True
-                if event.get("seccomp") is not True:
-                    self.seccomp_problem = str(event.get("seccomp_error"))[:300]
-                continue
-            if kind == "start":
-                if self.current is not None or self.position >= len(self.items):
-                    raise self._violation("unexpected 'start'")
-                item = self.items[self.position]
-                if event.get("exercise") != item["exercise"]:
-                    raise self._violation("'start' of the wrong exercise")
-                self.current, self.next_case = item, 0
-                self.position += 1
-                deadline = time.monotonic() + self.settings.timeout
-                continue
-            if kind == "finished":
-                if self.current is not None or self.position != len(self.items):
-                    raise self._violation("'finished' before every exercise ran")
-                return
-            item = self.current
-            if item is None or event.get("exercise") != item["exercise"]:
-                raise self._violation(f"{kind!r:.40} outside the exercise that is running")
-            outcome = outcomes.setdefault(item["exercise"], _Outcome())
-            if kind == "done":
-                finished_cases = self.next_case == len(item["cases"])
-                if not item["define_only"] and outcome.cell_error is None and not finished_cases:
-                    raise self._violation("'done' before every case ran")
-                self.current = None
-                continue
-            if item["define_only"]:
-                raise self._violation(f"{kind!r:.40} for a cell that only defines names")
-            if kind == "cell_error":
-                if outcome.cell_error is not None or self.next_case:
-                    raise self._violation("unexpected 'cell_error'")
-                outcome.cell_error = _error_fields(event)
-                continue
-            if kind in ("result", "case_error"):
-                if outcome.cell_error is not None or event.get("case") != self.next_case:
-                    raise self._violation("case results out of order")
-                if self.next_case >= len(item["cases"]):
-                    raise self._violation("more case results than cases")
-                if kind == "result":
-                    try:
-                        outcome.outputs[self.next_case] = codec.decode_output(event.get("output"))
-                    except codec.ProtocolError as error:
-                        raise self._violation(str(error)) from None
-                else:
-                    outcome.case_errors[self.next_case] = _error_fields(event)
-                self.next_case += 1
-                continue
-            raise self._violation(f"unknown event {kind!r:.40}")
+                elif cell["exercise"] in self.skipped:
+                    problems.append(
+                        f"{cell['exercise']} stopped the grader's process and was skipped"
+                    )
+            elif problems:
+                notes[cell["exercise"]] = "; ".join(problems)
+                problems = []
+        return notes
 
-
-def _error_fields(event: dict) -> dict:
-    """Keep only well-typed, short fields of an error event."""
-    fields = {}
-    for name, limit in (("type", 80), ("message", 500), ("code", 200)):
-        value = event.get(name)
-        fields[name] = value[:limit] if isinstance(value, str) else ""
-    line = event.get("line")
-    fields["line"] = line if isinstance(line, int) and not isinstance(line, bool) else None
-    return fields
-
-
-def _describe_error(error: dict) -> str:
-    where = ""
-    if error["line"] is not None:
-        where = (
-            f" (line {error['line']} of your cell"
-            + (f": `{error['code']}`" if error["code"] else "")
-            + ")"
-        )
-    message = f": {error['message']}" if error["message"] else ""
-    return f"{error['type']}{message}{where}"
-
-
-def _is_memory_error(error: dict) -> bool:
-    return error["type"].endswith("MemoryError") or any(
-        marker in error["message"].lower() for marker in MEMORY_ERROR_MARKERS
-    )
-
-
-def _case_problem(
-    index: int, outcome: _Outcome, cases: HiddenCases, memory_mb: int
-) -> tuple[str | None, str | None]:
-    """(problem, error kind) for case ``index``; (None, None) when it passed."""
-    if index in outcome.case_errors:
-        error = outcome.case_errors[index]
-        if error["type"] == "NotImplementedError":
-            return "not implemented (replace `raise NotImplementedError` with your code)", (
-                "not_implemented"
-            )
-        if _is_memory_error(error):
-            return f"ran out of memory (limit {memory_mb} MB): {_describe_error(error)}", "memory"
-        explanation = cases.explain_error(index, error["type"], error["message"])
-        problem = f"raised {_describe_error(error)}"
-        return (f"{problem}; {explanation}" if explanation else problem), "error"
-    if index not in outcome.outputs:
-        return "no result came back", "error"
-    try:
-        return cases.judge(index, outcome.outputs[index]), None
-    except Exception as error:  # noqa: BLE001 - a judge bug must not crash the grader
-        return f"could not be judged ({type(error).__name__})", None
-
-
-def _judge(
-    student: str,
-    notebook: ReleasedNotebook,
-    exercise,
-    outcome: _Outcome,
-    cases: HiddenCases,
-    memory_mb: int,
-) -> Row:
-    def row(points: float, status: str, message: str) -> Row:
-        return Row(
-            student, notebook.name, exercise.grade_id, points, exercise.points, status, message
-        )
-
-    if outcome.terminated is not None:
-        return row(0.0, *outcome.terminated)
-    if outcome.cell_error is not None:
-        error = outcome.cell_error
-        if error["type"] in ("SyntaxError", "IndentationError", "TabError"):
-            return row(0.0, "syntax_error", f"the cell does not compile: {_describe_error(error)}")
-        if error["type"] == "MissingFunction":
-            return row(0.0, "error", error["message"] + " (keep the name given in the exercise)")
-        if _is_memory_error(error):
-            return row(
-                0.0,
-                "memory",
-                f"running the cell ran out of memory (limit {memory_mb} MB): {_describe_error(error)}",
-            )
-        return row(0.0, "error", f"running the cell raised {_describe_error(error)}")
-    forbidden = [
-        error["message"]
-        for error in outcome.case_errors.values()
-        if error["type"] == FORBIDDEN_ERROR
-    ]
-    if forbidden:
-        return row(
-            0.0,
-            "forbidden",
-            f"{forbidden[0]}, which does this exercise for you: write {exercise.function} from "
-            "basic tensor operations (a forbidden shortcut scores 0)",
-        )
-    failures: list[tuple[str, str]] = []  # (case name, problem)
-    error_kinds: set[str] = set()
-    passed = 0
-    for index, name in enumerate(cases.names()):
-        problem, kind = _case_problem(index, outcome, cases, memory_mb)
-        if problem is None:
-            passed += 1
-            continue
-        failures.append((name, problem))
-        if kind:
-            error_kinds.add(kind)
-    total = len(cases)
-    points = round(exercise.points * passed / total, 2)
-    if passed == total:
-        return row(points, "passed", f"all {total} hidden cases passed")
-    problems = {problem for _, problem in failures}
-    if len(problems) == 1:
-        names = [name for name, _ in failures]
-        listed = "; ".join(names[:3]) + ("; …" if len(names) > 3 else "")
-        summary = f"{passed}/{total} hidden cases passed. Failing ({listed}): {problems.pop()}"
-    else:
-        summary = f"{passed}/{total} hidden cases passed. " + "; ".join(
-            f"{name}: {problem}" for name, problem in failures[:2]
-        )
-        if len(failures) > 2:
-            summary += f"; and {len(failures) - 2} more failing"
-    if passed:
-        return row(points, "partial", summary)
-    if len(outcome.case_errors) == total and len(error_kinds) == 1:
-        return row(0.0, error_kinds.pop(), summary)  # every case raised the same kind of error
-    return row(0.0, "failed", summary)
+    def _rows(self, submission: Submission, cells: list[dict]) -> NotebookResult:
+        notes = self._added_cell_notes(cells)
+        for exercise in self.notebook.exercises:
+            grade_id = exercise.grade_id
+            if grade_id in submission.cell_problems:
+                status, message = submission.cell_problems[grade_id]
+                row = Row(
+                    self.student,
+                    self.notebook.name,
+                    grade_id,
+                    0.0,
+                    exercise.points,
+                    status,
+                    message,
+                )
+            else:
+                outcome = self.outcomes.get(grade_id, Outcome(terminated=LOST))
+                row = judge_exercise(
+                    self.student, self.notebook, exercise, outcome, self.cases[grade_id],
+                    self.settings.limits.memory_mb,
+                )  # fmt: skip
+            if grade_id in notes and row.status != "passed":
+                row = replace(
+                    row, message=f"{row.message} (your own cells before it: {notes[grade_id]})"
+                )
+            self.result.rows.append(row)
+        return self.result
 
 
 def grade_notebook(
@@ -322,125 +267,13 @@ def grade_notebook(
     """All rows of one student's notebook. Never raises for anything the submission does."""
     started = time.monotonic()
     submission = read_submission(submission_path, notebook)
-    result = NotebookResult(rows=[])
     if submission.problem is not None:
         status, message = submission.problem
-        result.rows = [
+        rows = [
             Row(student, notebook.name, exercise.grade_id, 0.0, exercise.points, status, message)
             for exercise in notebook.exercises
         ]
-        return result
-    outcomes: dict[str, _Outcome] = {}
-    pending = [e.grade_id for e in notebook.exercises if e.grade_id in submission.sources]
-    skipped: set[str] = set()  # cells never to run again (they killed a child)
-    startup_failures = 0
-    limits = Limits(
-        memory_mb=settings.limits.memory_mb,
-        cpu_seconds=int(settings.startup_timeout + settings.timeout * max(1, len(pending))) + 1,
-        file_size_mb=settings.limits.file_size_mb,
-        open_files=settings.limits.open_files,
-        processes=settings.limits.processes,
-    )
-    while pending:
-        items = []
-        for exercise in notebook.exercises:
-            grade_id = exercise.grade_id
-            if grade_id not in submission.sources or grade_id in skipped:
-                continue
-            items.append(
-                {
-                    "exercise": grade_id,
-                    "source": submission.sources[grade_id],
-                    "function": exercise.function,
-                    "define_only": grade_id not in pending,
-                    "cases": cases[grade_id].encoded() if grade_id in pending else [],
-                    "forbidden": cases[grade_id].forbidden,
-                }
-            )
-        while items and items[-1]["define_only"]:
-            items.pop()  # definitions after the last exercise to run are not needed
-        job = {
-            "protocol": 1,
-            "limits": limits.as_job(),
-            "matplotlib_fontlist": settings.launcher.fontlist,
-            "setup": notebook.setup_source,
-            "items": items,
-        }
-        child = settings.launcher.start(job)
-        result.children += 1
-        run = _ChildRun(child, items, settings)
-        try:
-            run.run(outcomes)
-            child.wait()
-            failure = None
-        except _ChildFailure as error:
-            child.kill()
-            failure = error
-        finally:
-            stderr_tail = child.stderr_tail()
-            child.close()
-        if run.seccomp_problem and result.seccomp_problem is None:
-            result.seccomp_problem = run.seccomp_problem
-            # Without the filter a child could leave a process behind for the next submission
-            # of the same zygote: from now on every child gets a fresh interpreter.
-            settings.launcher.stop_forking(f"the seccomp filter failed: {run.seccomp_problem}")
-        for item in items[: run.position]:
-            if not item["define_only"] and item is not run.current and item["exercise"] in pending:
-                pending.remove(item["exercise"])
-        if failure is None:
-            for grade_id in pending:  # cannot happen with a well-behaved child; never loop on it
-                outcomes[grade_id] = _Outcome(
-                    terminated=("error", "the grader lost this exercise's result")
-                )
-            pending = []
-            break
-        if not run.ready:
-            startup_failures += 1
-            reason = (
-                failure.reason or f"the child did not start within {settings.startup_timeout:g} s"
-            )
-            if failure.status == "grader_error" or startup_failures >= 2:
-                message = f"the grader could not run this notebook: {reason}"
-                if stderr_tail.strip():
-                    message += f" [stderr: {' '.join(stderr_tail.split())[-200:]}]"
-                result.grader_errors.append(f"{student}/{notebook.name}: {message}")
-                for grade_id in pending:
-                    outcomes[grade_id] = _Outcome(terminated=("grader_error", message))
-                pending = []
-            continue
-        culprit = run.current or (items[run.position] if run.position < len(items) else None)
-        if culprit is None:  # died after its last item: nothing left to blame or run
-            for grade_id in pending:
-                outcomes[grade_id] = _Outcome(terminated=("crashed", failure.reason))
-            break
-        grade_id = culprit["exercise"]
-        skipped.add(grade_id)
-        if culprit["define_only"]:
-            continue  # an earlier cell's code killed it: run the rest without that cell
-        status, reason = failure.status, failure.reason
-        if status == "timeout" and not reason:
-            reason = f"did not finish within {settings.timeout:g} s (an infinite loop, or very slow code?)"
-        if run.current is None:
-            reason += (
-                " (before this exercise's cell started: code left running by an earlier cell?)"
-            )
-        if status == "crashed" and stderr_tail.strip():
-            reason += f"; the end of its error output: {' '.join(stderr_tail.split())[-160:]}"
-        outcomes[grade_id] = _Outcome(terminated=(status, reason))
-        pending.remove(grade_id)
-    for exercise in notebook.exercises:
-        grade_id = exercise.grade_id
-        if grade_id in submission.cell_problems:
-            status, message = submission.cell_problems[grade_id]
-            result.rows.append(
-                Row(student, notebook.name, grade_id, 0.0, exercise.points, status, message)
-            )
-            continue
-        outcome = outcomes.get(
-            grade_id, _Outcome(terminated=("error", "the grader lost this exercise's result"))
-        )
-        result.rows.append(
-            _judge(student, notebook, exercise, outcome, cases[grade_id], settings.limits.memory_mb)
-        )
+        return NotebookResult(rows=rows)
+    result = NotebookGrading(student, notebook, cases, settings).run(submission)
     result.seconds = time.monotonic() - started
     return result

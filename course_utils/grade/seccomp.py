@@ -7,12 +7,16 @@ before the first submitted cell. From then on, in that process and its threads:
   (threads are still allowed), ``execve``; ``clone3`` fails with ENOSYS so that glibc falls back
   to ``clone``, whose flags the filter can inspect (``clone3`` passes them in memory);
 * signalling or inspecting other processes fails with EPERM: ``kill``, ``tkill``, ``tgkill``,
-  ``rt_(tg)sigqueueinfo``, ``pidfd_*``, ``ptrace``, ``process_vm_readv/writev``;
+  ``rt_(tg)sigqueueinfo``, ``pidfd_*``, ``ptrace``, ``process_vm_readv/writev``. A signal to the
+  process itself is allowed (``kill``/``tgkill``/``rt_sigqueueinfo`` whose pid argument is its own
+  pid, given to ``install``), so that ``os.abort()`` dies of SIGABRT as it should; blocked, glibc's
+  ``abort`` would fall back to an illegal instruction and look like a segfault;
 * raising resource limits or leaving the sandbox's namespaces fails with EPERM: ``setrlimit``,
   ``prlimit64`` with a new limit (reading a limit is allowed), ``unshare``, ``setns``, ``mount``,
   ``umount2``, ``chroot``, ``pivot_root``;
-* System V IPC objects and POSIX message queues, which would outlive the process, cannot be
-  created (``shmget``, ``semget``, ``msgget``, ``mq_open``): nothing is left for the next child;
+* System V IPC objects, POSIX message queues and kernel keys, which would outlive the process,
+  cannot be created (``shmget``, ``semget``, ``msgget``, ``mq_open``, ``add_key``,
+  ``request_key``, ``keyctl``): nothing is left for the next child;
 * system calls of a foreign ABI (i386 ``int 0x80`` or x32 on x86-64) fail with EPERM, so they
   cannot be used to get around the numbers above.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import platform
 import struct
 import sys
@@ -47,6 +52,7 @@ _X32_SYSCALL_BIT = 0x40000000
 _OFFSET_NR = 0
 _OFFSET_ARCH = 4
 _OFFSET_ARG0_LOW = 16  # little-endian: the low 32 bits of args[0] come first
+_OFFSET_ARG0_HIGH = 20
 _OFFSET_ARG2_LOW = 32
 _OFFSET_ARG2_HIGH = 36
 
@@ -55,11 +61,6 @@ _DENIED_NAMES = (
     "vfork",
     "execve",
     "execveat",
-    "kill",
-    "tkill",
-    "tgkill",
-    "rt_sigqueueinfo",
-    "rt_tgsigqueueinfo",
     "pidfd_open",
     "pidfd_send_signal",
     "pidfd_getfd",
@@ -77,7 +78,12 @@ _DENIED_NAMES = (
     "semget",
     "msgget",
     "mq_open",
+    "add_key",
+    "request_key",
+    "keyctl",
 )
+# Signals: allowed only when the first argument (a pid or thread group id) is the process itself.
+_SELF_SIGNAL_NAMES = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 
 # Per architecture: the AUDIT_ARCH value and the syscall numbers (asm/unistd_64.h; asm-generic
 # for aarch64, which has no fork/vfork/setrlimit-only entry points other than those listed).
@@ -115,6 +121,9 @@ _ARCHITECTURES = {
             "semget": 64,
             "msgget": 68,
             "mq_open": 240,
+            "add_key": 248,
+            "request_key": 249,
+            "keyctl": 250,
         },
     },
     "aarch64": {
@@ -148,6 +157,9 @@ _ARCHITECTURES = {
             "semget": 190,
             "msgget": 186,
             "mq_open": 180,
+            "add_key": 217,
+            "request_key": 218,
+            "keyctl": 219,
         },
     },
 }
@@ -193,8 +205,11 @@ class _Program:
         return code
 
 
-def build_filter(machine: str | None = None) -> bytes:
-    """The assembled BPF program for ``machine`` (default: this machine's ``platform.machine()``)."""
+def build_filter(machine: str | None = None, own_pid: int | None = None) -> bytes:
+    """The assembled BPF program for ``machine`` (default: this machine's ``platform.machine()``).
+
+    ``own_pid``: the process that installs it, which may signal itself; None: no signal at all.
+    """
     machine = (machine or platform.machine()).lower()
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
     if machine not in _ARCHITECTURES:
@@ -210,6 +225,9 @@ def build_filter(machine: str | None = None) -> bytes:
     for name in _DENIED_NAMES:
         if name in numbers:
             program.jump(_JUMP_EQUAL, numbers[name], "deny", 0)
+    for name in _SELF_SIGNAL_NAMES:
+        target = "deny" if own_pid is None else "check_self"
+        program.jump(_JUMP_EQUAL, numbers[name], target, 0)
     program.jump(_JUMP_EQUAL, numbers["clone3"], "no_such_call", 0)
     program.jump(_JUMP_EQUAL, numbers["clone"], "check_clone", 0)
     program.jump(_JUMP_EQUAL, numbers["prlimit64"], "check_prlimit", 0)
@@ -222,6 +240,12 @@ def build_filter(machine: str | None = None) -> bytes:
     program.jump(_JUMP_EQUAL, 0, 0, "deny")
     program.load(_OFFSET_ARG2_HIGH)
     program.jump(_JUMP_EQUAL, 0, "allow", "deny")
+    if own_pid is not None:
+        program.label("check_self")  # kill(pid, ...), tgkill(tgid, ...): pid == own_pid
+        program.load(_OFFSET_ARG0_LOW)
+        program.jump(_JUMP_EQUAL, own_pid, 0, "deny")
+        program.load(_OFFSET_ARG0_HIGH)
+        program.jump(_JUMP_EQUAL, 0, "allow", "deny")
     program.label("allow")
     program.ret(_ALLOW)
     program.label("deny")
@@ -249,7 +273,7 @@ def install() -> None:
     """Install the filter on the calling process (irreversible; inherited by its threads)."""
     if not sys.platform.startswith("linux"):
         raise SeccompUnavailable(f"seccomp needs Linux, this is {sys.platform}")
-    code = build_filter()
+    code = build_filter(own_pid=os.getpid())
     libc = ctypes.CDLL(None, use_errno=True)  # the C library this interpreter runs on
     libc.prctl.argtypes = [
         ctypes.c_int,
