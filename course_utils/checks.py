@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from course_utils.exercises import find_exercise
+from course_utils.exercises import all_exercises, find_exercise
 from course_utils.exercises.shortcuts import ShortcutWatch
 from course_utils.exercises.spec import (
     Exercise,
@@ -84,7 +84,7 @@ def _load_exercise_modules() -> None:
 
 def available_checks() -> list[str]:
     _load_exercise_modules()
-    return sorted(_REGISTRY)
+    return sorted(set(all_exercises()) | set(_REGISTRY))
 
 
 class LearnerFunction:

@@ -1,14 +1,31 @@
-"""check(): one line on success, one specific line on every kind of failure."""
+"""check(): one line on success, one specific line on every kind of failure (notebook 01's exercises).
+
+Every named mistake of every spec is also fed to check() by tests/test_exercise_specs.py; this file covers
+what a learner's code does beyond the named mistakes: wrong signature, wrong type, a bug that raises,
+a forbidden shortcut, misuse of check() itself.
+"""
 
 import pytest
 import torch
 
-from course_utils.attention import nadaraya_watson, soft_lookup, softmax
+from course_utils.attention import softmax
 from course_utils.checks import CheckFailed, available_checks, check
 
 
-def reference_softmax(scores, dim):
-    return softmax(scores, dim)
+def manual_softmax(scores, dim=-1):
+    exponentials = torch.exp(scores - scores.amax(dim=dim, keepdim=True))
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
+def soft_lookup_answer(query, keys, values, temperature):
+    weights = softmax(keys @ query / temperature, dim=0)
+    return weights @ values, weights
+
+
+def kernel_regression(query_points, train_points, train_values, bandwidth):
+    differences = query_points[:, None] - train_points[None, :]
+    weights = softmax(-(differences**2) / (2 * bandwidth**2), dim=1)
+    return weights @ train_values, weights
 
 
 def failure(name, fn) -> str:
@@ -21,11 +38,12 @@ def failure(name, fn) -> str:
 
 
 def test_success_prints_one_line(capsys):
-    check("ex1_1_stable_softmax", reference_softmax)
-    check("ex1_2_soft_lookup", soft_lookup)
-    check("ex1_3_kernel_regression", nadaraya_watson)
+    check("ex1_1_stable_softmax", manual_softmax)
+    check("ex1_2_soft_lookup", soft_lookup_answer)
+    check("ex1_3_kernel_regression", kernel_regression)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("✔ ex1_") for line in lines)
+    assert all("passed all 5 cases" in line for line in lines)
 
 
 def test_render_traceback_is_one_line():
@@ -36,31 +54,51 @@ def test_render_traceback_is_one_line():
 @pytest.mark.parametrize(
     ("wrong_answer", "expected_fragment"),
     [
-        (lambda scores: scores, "cannot be called as stable_softmax(scores, dim)"),
-        (lambda scores, dim: None, "got NoneType: did you forget to `return` it?"),
-        (lambda scores, dim: scores.tolist(), "should be a torch.Tensor, got list"),
-        (lambda scores, dim: scores[:, :2], "should have shape (3, 5), got (3, 2)"),
-        (lambda scores, dim: scores * float("nan"), "contains NaN"),
+        (lambda scores: scores, "cannot be called as stable_softmax(scores, dim=-1)"),
         (
-            lambda scores, dim: torch.softmax(scores, dim=0),
-            "did you normalise over the wrong dimension?",
+            lambda scores, dim: None,
+            "should be a torch.Tensor, got None (did you forget to `return` it?)",
         ),
         (
-            lambda scores, dim: torch.softmax(scores, dim=-1),
-            "use the `dim` argument instead of a fixed axis",
+            lambda scores, dim: manual_softmax(scores, dim).tolist(),
+            "should be a torch.Tensor, got a tuple/list",
+        ),
+        (lambda scores, dim: scores[:, :2], "weights: shape (3, 2), expected (3, 5)"),
+        (lambda scores, dim: scores * float("nan"), "weights: NaN in"),
+        (
+            lambda scores, dim: manual_softmax(scores, 0),
+            "a softmax over the first axis whatever `dim` says",
+        ),
+        (
+            lambda scores, dim: manual_softmax(scores, -1),
+            "a softmax over the last axis whatever `dim` says",
         ),
         (
             lambda scores, dim: torch.exp(scores) / torch.exp(scores).sum(dim, keepdim=True),
-            "subtract the row max before exp()",
+            "without the shift: exp(1000) overflows",
         ),
         (
             lambda scores, dim: scores / 0 if dim == 5 else 1 / 0,
             "raised ZeroDivisionError: division by zero",
         ),
+        (
+            lambda scores, dim: torch.softmax(scores, dim),
+            "calls torch.softmax, which does this exercise for you",
+        ),
+        (lambda scores, dim: scores.softmax(dim), "calls torch.Tensor.softmax"),
+        (lambda scores, dim: softmax(scores, dim), "calls course_utils.softmax.softmax"),
     ],
 )
 def test_stable_softmax_mistakes_are_named(wrong_answer, expected_fragment):
     assert expected_fragment in failure("ex1_1_stable_softmax", wrong_answer)
+
+
+def test_a_failed_check_shows_the_code_hint_and_counts_cases():
+    message = failure("ex1_1_stable_softmax", lambda scores, dim: manual_softmax(scores, -1))
+    assert (
+        "cases pass." in message
+        and "hint: shifted = scores - scores.amax(dim, keepdim=True)" in message
+    )
 
 
 def test_not_implemented_shows_the_hint():
@@ -86,10 +124,12 @@ def test_soft_lookup_mistakes_are_named():
         return weights @ values, weights
 
     def returns_only_output(query, keys, values, temperature):
-        return soft_lookup(query, keys, values, temperature)[0]
+        return soft_lookup_answer(query, keys, values, temperature)[0]
 
-    assert "divide the scores by it" in failure("ex1_2_soft_lookup", multiplies_temperature)
-    assert "return a pair (output, weights)" in failure("ex1_2_soft_lookup", returns_only_output)
+    assert "divide by it" in failure("ex1_2_soft_lookup", multiplies_temperature)
+    assert "should return a tuple (output, weights)" in failure(
+        "ex1_2_soft_lookup", returns_only_output
+    )
 
 
 def test_kernel_regression_mistakes_are_named():
@@ -103,16 +143,26 @@ def test_kernel_regression_mistakes_are_named():
         weights = softmax(-(differences**2) / (2 * bandwidth), dim=1)
         return weights @ train_values, weights
 
-    assert "did you softmax over the query axis?" in failure(
+    assert "a softmax over the query axis" in failure(
         "ex1_3_kernel_regression", softmax_over_queries
     )
     assert "square the bandwidth" in failure("ex1_3_kernel_regression", forgets_square)
 
 
+def test_a_helper_in_another_cell_using_a_forbidden_call_is_noticed():
+    def helper(scores, dim):
+        return torch.nn.functional.softmax(scores, dim=dim)
+
+    def stable_softmax(scores, dim=-1):
+        return helper(scores, dim)
+
+    assert "calls torch.nn.functional.softmax" in failure("ex1_1_stable_softmax", stable_softmax)
+
+
 def test_misuse_of_check_itself():
     with pytest.raises(ValueError, match="unknown check 'ex0_nope'; known checks: "):
-        check("ex0_nope", reference_softmax)
-    assert "expected a function to call as stable_softmax(scores, dim), got int" in failure(
+        check("ex0_nope", manual_softmax)
+    assert "expected a function to call as stable_softmax(scores, dim=-1), got int" in failure(
         "ex1_1_stable_softmax", 3
     )
 

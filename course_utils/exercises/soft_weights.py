@@ -65,6 +65,10 @@ def _fixed_last_axis(scores, dim=-1):
     return softmax(scores, dim=-1)
 
 
+def _fixed_first_axis(scores, dim=-1):
+    return NOT_APPLICABLE if dim % scores.dim() == 0 else softmax(scores, dim=0)
+
+
 def _max_without_keepdim(scores, dim=-1):
     exponentials = torch.exp(scores - scores.amax(dim=dim))
     return exponentials / exponentials.sum(dim=dim)
@@ -110,6 +114,10 @@ STABLE_SOFTMAX = Exercise(
         Mistake(
             "it matches a softmax over the last axis whatever `dim` says: use the `dim` argument",
             _fixed_last_axis,
+        ),
+        Mistake(
+            "it matches a softmax over the first axis whatever `dim` says: use the `dim` argument",
+            _fixed_first_axis,
         ),
         Mistake(
             "it matches reducing without keepdim=True: the max and the sum then do not broadcast "
@@ -184,8 +192,12 @@ SOFT_LOOKUP = Exercise(
             "it matches multiplying the scores by the temperature: divide by it, α = softmax(s / T)",
             _times_temperature,
         ),
-        Mistake("it matches ignoring the temperature: divide the scores by T", _ignores_temperature),
-        Mistake("it matches (weights, output): return the pair as (output, weights)", _swapped_pair),
+        Mistake(
+            "it matches ignoring the temperature: divide the scores by T", _ignores_temperature
+        ),
+        Mistake(
+            "it matches (weights, output): return the pair as (output, weights)", _swapped_pair
+        ),
     ),
 )
 
