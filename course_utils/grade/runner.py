@@ -20,7 +20,7 @@ from course_utils.grade.judging import describe_error, judge_exercise
 from course_utils.grade.protocol import ChildFailure, ChildRun
 from course_utils.grade.results import NotebookResult, Outcome, Row
 from course_utils.grade.sandbox import Launcher, Limits, Sandbox
-from course_utils.grade.submission import ReleasedNotebook, Submission, read_submission
+from course_utils.grade.submission import AddedCell, ReleasedNotebook, Submission, read_submission
 
 LOST = ("error", "the grader lost this exercise's result")
 
@@ -32,11 +32,6 @@ class Settings:
     timeout: float = 20.0  # wall-clock seconds per exercise (cell + all its cases)
     startup_timeout: float = 60.0  # wall-clock seconds for interpreter start + setup cell
     launcher: Launcher | None = None  # starts the children (None: only for protocol unit tests)
-
-
-def _added_cells(submission: Submission) -> list[tuple[str, str | None]]:
-    """(source, grade_id of the exercise cell after it) for each code cell the student added."""
-    return [(cell.source, cell.before) for cell in getattr(submission, "added_cells", ())]
 
 
 class NotebookGrading:
@@ -56,14 +51,10 @@ class NotebookGrading:
 
     def _cells(self, submission: Submission) -> list[dict]:
         """Every submitted cell in notebook order, as child items (cases filled in later)."""
-        added = _added_cells(submission)
+        added = submission.added_cells
         cells = []
         for exercise in self.notebook.exercises:
-            cells += [
-                self._added_item(i, s)
-                for i, (s, before) in enumerate(added)
-                if before == exercise.grade_id
-            ]
+            cells += [self._added_item(cell) for cell in added if cell.before == exercise.grade_id]
             if exercise.grade_id in submission.sources:
                 cells.append(
                     {
@@ -72,13 +63,11 @@ class NotebookGrading:
                         "function": exercise.function,
                     }
                 )
-        return cells + [
-            self._added_item(i, s) for i, (s, before) in enumerate(added) if before is None
-        ]
+        return cells + [self._added_item(cell) for cell in added if cell.before is None]
 
     @staticmethod
-    def _added_item(index: int, source: str) -> dict:
-        return {"exercise": f"added cell {index + 1}", "source": source, "added": True}
+    def _added_item(cell: AddedCell) -> dict:
+        return {"exercise": f"your cell {cell.index + 1}", "source": cell.source, "added": True}
 
     def _items(self, cells: list[dict], pending: list[str]) -> list[dict]:
         items = []
