@@ -34,6 +34,13 @@ import torch
 from torch import nn
 
 from course_utils.softmax import masked_softmax
+from course_utils.validation import (
+    require_dtype,
+    require_mask,
+    require_one_of,
+    require_positive_int,
+    require_shapes,
+)
 
 LUONG_SCORES = ("dot", "general", "concat")
 
@@ -52,58 +59,24 @@ def _check_attention_inputs(
     key_dim: int,
 ) -> bool:
     """Validate shapes; return True when ``query`` holds several steps (B, n, d_q)."""
-    for name, tensor in (("query", query), ("keys", keys), ("values", values)):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-        if not tensor.is_floating_point():
-            raise TypeError(f"{name} must be floating point, got dtype {tensor.dtype}")
-    if keys.dim() != 3:
-        raise ValueError(
-            f"keys must have shape (batch, positions, key_dim), got {tuple(keys.shape)}"
-        )
-    if values.dim() != 3 or values.shape[:2] != keys.shape[:2]:
-        raise ValueError(
-            f"values must have shape (batch, positions, value_dim) matching keys {tuple(keys.shape)} "
-            f"in batch and positions, got {tuple(values.shape)}"
-        )
-    if query.dim() not in (2, 3):
-        raise ValueError(
-            f"query must have shape (batch, query_dim) or (batch, steps, query_dim), "
-            f"got {tuple(query.shape)}"
-        )
-    if query.shape[0] != keys.shape[0]:
-        raise ValueError(
-            f"query has batch size {query.shape[0]} but keys have batch size {keys.shape[0]} "
-            f"(query {tuple(query.shape)}, keys {tuple(keys.shape)})"
-        )
-    if query.shape[-1] != query_dim:
-        raise ValueError(
-            f"query has dimension {query.shape[-1]} but the module expects query_dim={query_dim} "
-            f"(query {tuple(query.shape)})"
-        )
-    if keys.shape[-1] != key_dim:
-        raise ValueError(
-            f"keys have dimension {keys.shape[-1]} but the module expects key_dim={key_dim} "
-            f"(keys {tuple(keys.shape)})"
-        )
+    sizes = require_shapes(
+        ("keys", keys, "(batch, positions, key_dim)"),
+        ("values", values, "(batch, positions, value_dim)"),
+        ("query", query, "(batch, query_dim) or (batch, steps, query_dim)"),
+        sizes={"query_dim": query_dim, "key_dim": key_dim},
+    )
+    require_dtype("floating-point", query=query, keys=keys, values=values)
     several_steps = query.dim() == 3
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise TypeError(f"mask must be a bool tensor with True = may attend, got {got}")
-        batch, positions = keys.shape[:2]
-        weights_shape = (batch, query.shape[1], positions) if several_steps else (batch, positions)
-        if tuple(mask.shape) != (batch, positions):
-            try:
-                fits = torch.broadcast_shapes(mask.shape, weights_shape) == weights_shape
-            except RuntimeError:
-                fits = False
-            if not fits:
-                raise ValueError(
-                    f"mask of shape {tuple(mask.shape)} does not match keys of shape "
-                    f"{tuple(keys.shape)}: expected (batch, key positions) = ({batch}, {positions}) "
-                    f"or a shape broadcastable to the weights {weights_shape}"
-                )
+    padding_shape = (sizes["batch"], sizes["positions"])  # the usual (B, m) mask
+    weights_shape = (*query.shape[:-1], sizes["positions"])  # (B, m) or (B, n, m)
+    # A (B, m) padding mask always fits (forward gives it a query axis); other masks must broadcast.
+    is_padding_mask = getattr(mask, "shape", None) == padding_shape
+    require_mask(
+        mask,
+        padding_shape if is_padding_mask else weights_shape,
+        "the weights",
+        hint=f"; a padding mask is (batch, key positions) = {padding_shape}",
+    )
     return several_steps
 
 
@@ -170,10 +143,7 @@ def gaussian_window_weights(
     α_j = softmax_{|j − p_t| ≤ D, j < length}(e_j) · exp(−(j − p_t)² / (2σ²)),  σ = D / 2.
     ``lengths`` (B,) marks the real tokens of each sentence (all m positions when None).
     """
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-        raise ValueError(
-            f"window must be a positive int D (half-width in positions), got {window!r}"
-        )
+    require_positive_int("window", window, "the half-width D in positions")
     if centers.shape != scores.shape[:-1]:
         raise ValueError(
             f"centers must have shape {tuple(scores.shape[:-1])} (one per row of scores "
@@ -211,8 +181,7 @@ class AdditiveAttention(nn.Module):
             ("key_dim", key_dim),
             ("hidden_dim", hidden_dim),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            require_positive_int(name, value)
         self.query_dim, self.key_dim, self.hidden_dim = query_dim, key_dim, hidden_dim
         self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)  # W
         self.key_proj = nn.Linear(key_dim, hidden_dim, bias=True)  # U (and a bias)
@@ -271,20 +240,16 @@ class LuongAttention(nn.Module):
         hidden_dim: int | None = None,
     ):
         super().__init__()
-        if score not in LUONG_SCORES:
-            raise ValueError(f"score must be one of {LUONG_SCORES}, got {score!r}")
-        for name, value in (("query_dim", query_dim), ("key_dim", key_dim)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        require_one_of("score", score, LUONG_SCORES)
+        require_positive_int("query_dim", query_dim)
+        require_positive_int("key_dim", key_dim)
         if score == "dot" and query_dim != key_dim:
             raise ValueError(
                 f"the dot score needs query_dim == key_dim, got query_dim={query_dim} and "
                 f"key_dim={key_dim}; use score='general' to compare vectors of different sizes"
             )
-        if window is not None and (
-            not isinstance(window, int) or isinstance(window, bool) or window < 1
-        ):
-            raise ValueError(f"window must be None (global) or a positive int D, got {window!r}")
+        if window is not None:
+            require_positive_int("window", window, "the half-width D; None means global attention")
         self.query_dim, self.key_dim, self.score, self.window = query_dim, key_dim, score, window
         self.scaled = scaled
         self.hidden_dim = hidden_dim or key_dim

@@ -10,6 +10,9 @@ Notebooks import from here; each concept lives in its own module:
 * ``positional``   — sinusoidal positional encodings (04)
 * ``multihead``    — split/merge heads and multi-head attention (06)
 * ``flash``        — tiled attention with online softmax and a recomputing backward (07)
+
+Each function checks its inputs with one call into ``validation`` (errors name the argument, what
+was expected and what was got), then reads as its equation.
 """
 
 from course_utils.alignment import AdditiveAttention, LuongAttention

@@ -4,29 +4,26 @@
     python -m course_utils.bench --sizes 1024 4096 --methods tiled sdpa --modes forward
     python -m course_utils.bench --help
 
+Methods: ``naive`` is ``course_utils.flash.naive_attention``, which materialises the
+(batch, heads, n, n) score and weight matrices (skipped, status ``skipped``, where its estimated
+need exceeds ``--memory-cap-mib``); ``tiled`` is the CPU-optimised ``course_utils.flash_fast``;
+``textbook`` is ``course_utils.flash``, the same algorithm as notebook 07 writes it; ``sdpa`` is
+``torch.nn.functional.scaled_dot_product_attention``; ``triton`` is ``course_utils.flash_triton``
+(CUDA only, forward only).
+
 Every case — (method, mode, causal, n) — runs in a FRESH child process, so one case's allocations
 cannot hide or inflate another's peak. In the child:
 
 1. import torch, set the thread count, run the method once on a tiny input (loads kernels and
    starts thread pools, whose memory is not the method's);
 2. allocate q, k, v (and the upstream gradient for forward+backward);
-3. memory baseline: collect garbage, hand freed heap pages back to the OS (glibc ``malloc_trim``),
-   reset the kernel's peak-RSS counter (``echo 5 > /proc/self/clear_refs``) and read the current
-   resident size (VmRSS);
-4. run the case once; its extra peak memory = peak RSS (VmHWM) − baseline. That counts
-   everything the computation allocates on top of its inputs: outputs, gradients, temporaries.
-   torch's CPU allocations are invisible to ``tracemalloc``, hence RSS. Where ``clear_refs`` is
-   not writable (not Linux) the child falls back to the ``resource.getrusage`` ``ru_maxrss``
-   delta against a baseline read at the same point, and says so in the ``memory_method`` column.
-   On CUDA it uses ``torch.cuda.max_memory_allocated`` − ``memory_allocated`` instead;
-5. time the case ``--repeats`` times (fewer when one run exceeds ``--time-budget``) and report the
+3. run the case once inside ``course_utils.peak_memory.PeakMemory``: its extra peak memory over
+   the inputs, as the operating system counts it (outputs, gradients, temporaries);
+4. time the case ``--repeats`` times (fewer when one run exceeds ``--time-budget``) and report the
    best (minimum) and the median wall-clock time, and the median CPU time of the process (all
-   threads). The headline ratios use the best times: as Python's ``timeit`` documentation puts it,
-   the minimum is the lower bound of what the machine can do, and the slower runs are mostly other
-   processes interfering — on a shared 2-core machine the median of one case can be 30 % off.
+   threads). The headline ratios (``course_utils.bench_report``) use the best times: on a shared
+   2-core machine the median of one case can be 30 % off.
 
-``naive`` is textbook attention: it materialises the (batch, heads, n, n) score and weight
-matrices. It is skipped (status ``skipped``) where its estimated need exceeds ``--memory-cap-mib``.
 Results: a table on stdout, ``bench.csv`` and ``bench.png`` in ``--out`` (default bench_results/).
 """
 
@@ -34,26 +31,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ctypes
-import ctypes.util
-import gc
 import json
-import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-METHODS = ("naive", "tiled", "sdpa", "triton")
+from course_utils.bench_report import format_table, summarize
+from course_utils.peak_memory import MIB, PeakMemory
+
+METHODS = ("naive", "textbook", "tiled", "sdpa", "triton")
 MODES = ("forward", "backward")  # "backward" = forward + backward
 DEFAULT_SIZES = (512, 1024, 2048, 4096, 8192, 16384)
 DEFAULT_OUT = Path("bench_results")
-MIB = 2**20
 # Estimated n × n tensors alive at the peak of naive attention (scores, weights; + their gradients).
 _NAIVE_SQUARE_TENSORS = {"forward": 2.0, "backward": 4.0}
 _CHILD_MARKER = "BENCH_RESULT "
@@ -112,18 +106,6 @@ RESULT_FIELDS = [field.name for field in fields(BenchCase)] + [
 ]
 
 
-def naive_attention(q, k, v, causal: bool = False):
-    """Textbook attention: softmax(Q Kᵀ / √d) V with the full (..., n, n) matrices in memory."""
-    import torch
-
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (..., n, n)
-    if causal:
-        future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu_(1)
-        scores = scores.masked_fill(future, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)  # (..., n, n) again
-    return weights @ v
-
-
 def estimated_naive_bytes(case: BenchCase) -> int:
     """A lower estimate of naive attention's extra peak memory: its live n × n tensors."""
     itemsize = {"float64": 8, "float32": 4}.get(case.dtype, 2)
@@ -135,11 +117,16 @@ def _method_fn(case: BenchCase) -> Callable:
     import torch
 
     if case.method == "naive":
-        return lambda q, k, v: naive_attention(q, k, v, case.causal)
-    if case.method == "tiled":
-        from course_utils.flash import flash_attention
+        from course_utils.flash import naive_attention
 
-        return lambda q, k, v: flash_attention(q, k, v, case.causal, case.block_q, case.block_k)
+        return lambda q, k, v: naive_attention(q, k, v, case.causal)
+    if case.method in ("textbook", "tiled"):
+        from course_utils import flash, flash_fast
+
+        module = flash if case.method == "textbook" else flash_fast
+        return lambda q, k, v: module.flash_attention(
+            q, k, v, case.causal, case.block_q, case.block_k
+        )
     if case.method == "sdpa":
         sdpa = torch.nn.functional.scaled_dot_product_attention
         return lambda q, k, v: sdpa(q, k, v, is_causal=case.causal)
@@ -147,86 +134,6 @@ def _method_fn(case: BenchCase) -> Callable:
 
     flash_triton.require_triton()
     return lambda q, k, v: flash_triton.triton_flash_attention(q, k, v, case.causal)
-
-
-# ----------------------------------------------------------------------------------------------
-# Peak memory (inside the child)
-
-
-def _read_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS; False where impossible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return _read_status_kib("VmHWM") is not None
-
-
-def _release_free_heap() -> None:
-    """Give freed heap memory back to the OS, so it is not counted in the baseline."""
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    if name and sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(name).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-
-
-class PeakMemory:
-    """Context manager: ``extra_mib`` = peak memory inside the block minus the memory at its start."""
-
-    def __init__(self, device):
-        self.device = device
-        self.extra_mib: float | None = None
-        self.method = ""
-
-    def __enter__(self) -> PeakMemory:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._baseline = torch.cuda.memory_allocated(self.device)
-            self.method = "cuda max_memory_allocated - baseline"
-            return self
-        _release_free_heap()
-        if _reset_peak_rss():
-            self._baseline = _read_status_kib("VmRSS") * 1024
-            self.method = "VmHWM - VmRSS baseline (clear_refs reset)"
-        else:
-            self._baseline = _ru_maxrss_bytes()
-            self.method = "ru_maxrss delta (lower bound)"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
-        elif self.method.startswith("VmHWM"):
-            peak = _read_status_kib("VmHWM") * 1024
-        else:
-            peak = _ru_maxrss_bytes()
-        self.extra_mib = max(0, peak - self._baseline) / MIB
-
-
-def _ru_maxrss_bytes() -> int:
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss if sys.platform == "darwin" else maxrss * 1024  # macOS: bytes, Linux: KiB
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,75 +316,6 @@ def run_cases(
         bar.set_postfix_str(case.label)
         rows.append(run_case(case, timeout_s, memory_cap_mib))
     return rows
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def format_table(rows: Sequence[dict]) -> str:
-    header = (
-        f"{'n':>6} {'method':<7} {'mode':<9} {'causal':<6} {'best (s)':>9} {'median (s)':>10} "
-        f"{'cpu (s)':>8} {'extra MiB':>10}  note"
-    )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(
-            f"{row['n']:>6} {row['method']:<7} {row['mode']:<9} {str(row['causal']):<6} "
-            f"{_fmt(row.get('time_min_s'), '.4f'):>9} {_fmt(row['time_s'], '.4f'):>10} "
-            f"{_fmt(row.get('cpu_time_s'), '.3f'):>8} "
-            f"{_fmt(row['extra_peak_mib'], '.1f'):>10}  "
-            f"{row['note'] if row['status'] != 'ok' else ''}"
-        )
-    return "\n".join(lines)
-
-
-def _lookup(rows: Sequence[dict]) -> dict[tuple, dict]:
-    return {
-        (row["method"], row["mode"], row["causal"], row["n"]): row
-        for row in rows
-        if row["status"] == "ok" and row["time_s"]
-    }
-
-
-def best_time(row: Mapping) -> float:
-    """The fastest timed run; rows from older CSVs without one fall back to the median."""
-    return row.get("time_min_s") or row["time_s"]
-
-
-def _ratio(label: str, slower: dict, faster: dict) -> str:
-    """'label 1.25x (median 1.18x, cpu 1.20x)': best-time ratio, then median and CPU-time ratios."""
-    text = f"{label} {best_time(slower) / best_time(faster):.2f}x"
-    details = []
-    if slower.get("time_min_s") and faster.get("time_min_s"):
-        details.append(f"median {slower['time_s'] / faster['time_s']:.2f}x")
-    if slower.get("cpu_time_s") and faster.get("cpu_time_s"):
-        details.append(f"cpu {slower['cpu_time_s'] / faster['cpu_time_s']:.2f}x")
-    return text + (f" ({', '.join(details)})" if details else "")
-
-
-def summarize(rows: Sequence[dict]) -> list[str]:
-    """Headline ratios: tiled vs sdpa, naive vs tiled, causal vs non-causal tiled."""
-    table = _lookup(rows)
-    lines = []
-    for (method, mode, causal, n), row in sorted(table.items(), key=lambda item: item[0][3]):
-        if method != "tiled":
-            continue
-        tag = f"n={n:>5} {mode:<8}{' causal' if causal else '       '}"
-        parts = []
-        sdpa = table.get(("sdpa", mode, causal, n))
-        if sdpa:
-            parts.append(_ratio("tiled/sdpa time", row, sdpa))
-        naive = table.get(("naive", mode, causal, n))
-        if naive:
-            parts.append(_ratio("naive/tiled time", naive, row))
-        if causal:
-            full = table.get(("tiled", mode, False, n))
-            if full:
-                parts.append(_ratio("non-causal/causal time", full, row))
-        if parts:
-            lines.append(f"{tag}: " + ", ".join(parts))
-    return lines
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:

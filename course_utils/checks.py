@@ -1,29 +1,24 @@
 """Instant feedback for learners: ``check(name, fn)``.
 
-A check cell in a notebook calls ``check("ex1_1_stable_softmax", stable_softmax)``. The check runs a
-few fast, visible tests on the learner's function and
+A check cell in a notebook calls ``check("ex1_1_stable_softmax", stable_softmax)``. The check runs
+the exercise's visible cases (``course_utils.exercises``: the same case families, judge and named
+mistakes the grader uses, with a fixed seed) on the learner's function and
 
 * prints one line on success, or
-* raises :class:`CheckFailed` whose one-line message says what was wrong and the likely cause,
-  e.g. ``weights do not sum to 1 over keys: did you softmax over the query axis?``.
+* raises :class:`CheckFailed` whose one-line message names the failing case, what was wrong, the
+  classic mistake it matches if any, and a code-level hint, e.g. ``large logits ...: weights: NaN in 3
+  of 6 entries (...); it matches exp(x) / sum(exp(x)) without the shift: ... — hint: ...``.
 
-In Jupyter a ``CheckFailed`` is shown as that single line, not as a traceback through this module.
-
-The tests behind each name live in ``course_utils.exercises`` (one module per notebook) and are
-written with the helpers here: ``LearnerFunction`` calls the learner's code and turns every way it can
-break (wrong signature, not implemented, an exception) into a readable ``CheckFailed``;
-``expect_tensor`` and ``expect_close`` compare results with the reference implementation.
+Every way the learner's code can break (wrong signature, not implemented, an exception, a forbidden
+shortcut such as ``torch.softmax`` in the softmax exercise) becomes such a line. In Jupyter a
+``CheckFailed`` is shown as that single line, not as a traceback through this module.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 import traceback
-from collections.abc import Callable, Sequence
-
-import torch
+from collections.abc import Callable
 
 from course_utils.exercises import all_exercises, find_exercise
 from course_utils.exercises.shortcuts import ShortcutWatch
@@ -38,9 +33,6 @@ from course_utils.exercises.spec import (
     visible_seed,
 )
 from course_utils.grade import codec
-
-CheckSpec = Callable[["LearnerFunction"], None]
-_REGISTRY: dict[str, tuple[CheckSpec, str]] = {}
 
 
 class CheckFailed(AssertionError):
@@ -59,116 +51,9 @@ class CheckFailed(AssertionError):
         return [f"\x1b[31mCheckFailed\x1b[0m {self}"]
 
 
-def register(name: str, calls: str) -> Callable[[CheckSpec], CheckSpec]:
-    """Register the visible tests for exercise ``name``.
-
-    ``calls`` shows how the learner's function is called, e.g. ``"stable_softmax(scores, dim)"``;
-    it appears in the message when the learner's signature does not fit.
-    """
-
-    def decorator(spec: CheckSpec) -> CheckSpec:
-        if name in _REGISTRY:
-            raise ValueError(f"check {name!r} is registered twice")
-        _REGISTRY[name] = (spec, calls)
-        return spec
-
-    return decorator
-
-
-def _load_exercise_modules() -> None:
-    import course_utils.exercises as exercises
-
-    for module in pkgutil.iter_modules(exercises.__path__):
-        importlib.import_module(f"{exercises.__name__}.{module.name}")
-
-
 def available_checks() -> list[str]:
-    _load_exercise_modules()
-    return sorted(set(all_exercises()) | set(_REGISTRY))
-
-
-class LearnerFunction:
-    """Calls the learner's function and turns each way it can fail into a one-line CheckFailed."""
-
-    def __init__(self, fn: Callable, calls: str):
-        self.fn = fn
-        self.calls = calls
-        self.name = getattr(fn, "__name__", type(fn).__name__)
-        self.expectations_met = 0
-
-    def __call__(self, *args, **kwargs):
-        try:
-            signature = inspect.signature(self.fn)
-        except (TypeError, ValueError):
-            signature = None
-        if signature is not None:
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError:
-                raise CheckFailed(
-                    f"{self.name}{signature} cannot be called as {self.calls}: "
-                    "keep the signature given in the exercise"
-                ) from None
-        try:
-            return self.fn(*args, **kwargs)
-        except CheckFailed:
-            raise
-        except NotImplementedError as error:
-            hint = f" (hint: {error})" if str(error) else ""
-            raise CheckFailed(
-                f"not implemented yet: replace `raise NotImplementedError` with your code{hint}"
-            ) from None
-        except Exception as error:  # the learner's bug, reported where it happened
-            raise CheckFailed(
-                f"{self.name} raised {type(error).__name__}: {error}{_where(error)}"
-            ) from None
-
-    def expect(self, condition: bool, message: str) -> None:
-        """Fail with ``message`` unless ``condition`` holds; count it otherwise."""
-        if not condition:
-            raise CheckFailed(message)
-        self.expectations_met += 1
-
-    def expect_tensor(
-        self,
-        value,
-        shape: Sequence[int] | None = None,
-        what: str = "the result",
-        dtype: torch.dtype | None = None,
-        allow_nan: bool = False,
-    ) -> torch.Tensor:
-        """The value must be a tensor of the given shape and dtype, free of NaN unless allowed."""
-        if not isinstance(value, torch.Tensor):
-            raise CheckFailed(
-                f"{what} should be a torch.Tensor, got {type(value).__name__}"
-                + (": did you forget to `return` it?" if value is None else "")
-            )
-        if shape is not None and tuple(value.shape) != tuple(shape):
-            raise CheckFailed(f"{what} should have shape {tuple(shape)}, got {tuple(value.shape)}")
-        if dtype is not None and value.dtype != dtype:
-            raise CheckFailed(f"{what} should have dtype {dtype}, got {value.dtype}")
-        if not allow_nan and value.is_floating_point() and torch.isnan(value).any():
-            raise CheckFailed(
-                f"{what} contains NaN: look for exp() of a large number, 0/0 or log(0)"
-            )
-        self.expectations_met += 1
-        return value
-
-    def expect_close(
-        self,
-        actual: torch.Tensor,
-        expected: torch.Tensor,
-        message: str,
-        atol: float = 1e-5,
-        rtol: float = 1e-5,
-    ) -> None:
-        """``actual`` must equal ``expected`` within tolerance; ``message`` names the likely mistake."""
-        self.expect_tensor(actual, shape=expected.shape, what="the result", allow_nan=True)
-        actual = actual.detach().to(expected.dtype)
-        if not torch.allclose(actual, expected, atol=atol, rtol=rtol, equal_nan=True):
-            worst = (actual - expected).abs().nan_to_num(float("inf")).max().item()
-            raise CheckFailed(f"{message} (largest difference {worst:.3g})")
-        self.expectations_met += 1
+    """Every exercise name ``check()`` knows."""
+    return sorted(all_exercises())
 
 
 def _where(error: BaseException) -> str:
@@ -254,8 +139,7 @@ def check(name: str, fn: Callable) -> None:
     """
     exercise = find_exercise(name)
     if exercise is None:
-        _legacy_check(name, fn)
-        return
+        raise ValueError(f"unknown check {name!r}; known checks: {', '.join(available_checks())}")
     if not callable(fn):
         raise CheckFailed(
             f"expected a function to call as {exercise.signature}, got {type(fn).__name__}",
@@ -266,21 +150,3 @@ def check(name: str, fn: Callable) -> None:
     except CheckFailed as failure:
         raise CheckFailed(str(failure), name=name) from None
     print(f"✔ {name}: passed all {passed} cases")
-
-
-def _legacy_check(name: str, fn: Callable) -> None:
-
-    _load_exercise_modules()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown check {name!r}; known checks: {', '.join(sorted(_REGISTRY))}")
-    spec, calls = _REGISTRY[name]
-    if not callable(fn):
-        raise CheckFailed(
-            f"expected a function to call as {calls}, got {type(fn).__name__}", name=name
-        )
-    learner = LearnerFunction(fn, calls)
-    try:
-        spec(learner)
-    except CheckFailed as failure:
-        raise CheckFailed(str(failure), name=name) from None
-    print(f"✔ {name}: passed ({learner.expectations_met} checks)")

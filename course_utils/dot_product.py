@@ -14,34 +14,11 @@ import math
 import torch
 
 from course_utils.softmax import masked_softmax
+from course_utils.validation import check_qkv
+
+__all__ = ["check_qkv", "scaled_dot_product_attention"]
 
 _HALF = (torch.float16, torch.bfloat16)
-
-
-def check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
-    """Raise a clear error when queries, keys and values cannot be attended together."""
-    for name, tensor in (("queries", queries), ("keys", keys), ("values", values)):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-        if tensor.dim() < 2:
-            raise ValueError(f"{name} must have shape (..., n, d), got {tuple(tensor.shape)}")
-        if not tensor.is_floating_point():
-            raise TypeError(f"{name} must be floating point, got dtype {tensor.dtype}")
-    if queries.shape[-1] != keys.shape[-1]:
-        raise ValueError(
-            f"keys have d={keys.shape[-1]} but queries have d={queries.shape[-1]} "
-            f"(queries {tuple(queries.shape)}, keys {tuple(keys.shape)})"
-        )
-    if keys.shape[-2] != values.shape[-2]:
-        raise ValueError(
-            f"keys and values must have the same number of positions, got keys "
-            f"{tuple(keys.shape)} and values {tuple(values.shape)}"
-        )
-    if not queries.dtype == keys.dtype == values.dtype:
-        raise TypeError(
-            f"queries, keys and values must share a dtype, got {queries.dtype}, {keys.dtype}, "
-            f"{values.dtype}"
-        )
 
 
 def scaled_dot_product_attention(
@@ -51,7 +28,7 @@ def scaled_dot_product_attention(
     mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(Q Kᵀ / √d) V with a boolean mask (True = may attend). Returns (output, weights)."""
-    check_qkv(queries, keys, values)
+    check_qkv(queries, keys, values)  # (..., n, d), (..., m, d), (..., m, d_v); the mask: below
     input_dtype = queries.dtype
     if input_dtype in _HALF:
         # A raw fp16 dot product of 64 entries of 40 is 102400 > 65504 = max fp16: compute in fp32.
@@ -59,7 +36,6 @@ def scaled_dot_product_attention(
     d = queries.shape[-1]
     # s_ij = q_i · k_j / √d  — the scaling keeps var(s_ij) ≈ 1 when q, k have unit variance.
     scores = queries @ keys.transpose(-2, -1) / math.sqrt(d)
-    weights = masked_softmax(scores, mask, dim=-1)
-    # o_i = Σ_j α_ij v_j
-    output = weights @ values
+    weights = masked_softmax(scores, mask, dim=-1)  # α_ij = softmax_j(s_ij) over allowed keys
+    output = weights @ values  # o_i = Σ_j α_ij v_j
     return output.to(input_dtype), weights.to(input_dtype)

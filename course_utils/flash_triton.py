@@ -3,7 +3,9 @@
 This module always imports, so that a notebook can ask whether the kernel can run here; the
 kernel itself is defined only when the ``triton`` package is installed, and it runs only on a
 CUDA GPU. Elsewhere :func:`unavailable_reason` says why, and :func:`triton_flash_attention`
-raises a ``RuntimeError`` with that reason.
+raises a ``RuntimeError`` with that reason. Without a GPU, :func:`run_in_interpreter` still runs
+the kernel, in Triton's CPU interpreter (slow, small sizes only), and compares it with torch's
+SDPA; :func:`kernel_loop_source` is the kernel's inner loop as it stands in this file.
 
 One program instance handles one block of BLOCK_Q queries of one (batch, head): it loads the
 query block once into on-chip memory (SRAM / registers) and streams key and value blocks past it
@@ -13,8 +15,14 @@ scores never leave the chip, which is the whole point of flash attention on a GP
 
 from __future__ import annotations
 
+import ast
+import inspect
+import json
 import math
 import os
+import subprocess
+import sys
+import textwrap
 
 import torch
 
@@ -146,9 +154,9 @@ def triton_flash_attention(
     ``torch.nn.functional.scaled_dot_product_attention`` to ~1e-6.
     """
     require_triton(q.device)
-    from course_utils.flash import _check_inputs
+    from course_utils.flash import check_flash_inputs
 
-    _check_inputs(q, k, v, causal)
+    check_flash_inputs(q, k, v, causal)
     head_dim = q.shape[-1]
     if head_dim not in SUPPORTED_HEAD_DIMS or v.shape[-1] != head_dim:
         raise ValueError(
@@ -226,3 +234,56 @@ def _median_ms(fn, repeats: int) -> float:
         torch.cuda.synchronize()
         times.append(start.elapsed_time(stop))
     return sorted(times)[len(times) // 2]
+
+
+def kernel_loop_source() -> str:
+    """The kernel's loop over key blocks, read from this file (no triton needed to read it)."""
+    module_source = inspect.getsource(sys.modules[__name__])
+    for node in ast.walk(ast.parse(module_source)):
+        if isinstance(node, ast.FunctionDef) and node.name == "_flash_forward_kernel":
+            loop = next(statement for statement in node.body if isinstance(statement, ast.For))
+            return textwrap.dedent(ast.get_source_segment(module_source, loop, padded=True))
+    raise LookupError("_flash_forward_kernel is not in course_utils/flash_triton.py")
+
+
+def run_in_interpreter(
+    n_q: int = 80, n_k: int = 112, heads: int = 2, dim: int = 32, block: int = 32
+) -> dict[str, float]:
+    """Run the kernel in Triton's CPU interpreter; max |kernel − SDPA| (float64) per causal setting.
+
+    TRITON_INTERPRET=1 has to be set before triton is imported, so the kernel runs in a fresh
+    Python process. The interpreter executes the kernel block by block with numpy: it checks the
+    kernel's logic (loads, masks, online softmax, causal block skipping, stores), not its speed.
+    """
+    if not TRITON_AVAILABLE:
+        raise RuntimeError(unavailable_reason())
+    settings = {"n_q": n_q, "n_k": n_k, "heads": heads, "dim": dim, "block": block}
+    finished = subprocess.run(
+        [sys.executable, "-m", "course_utils.flash_triton", json.dumps(settings)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"TRITON_INTERPRET": "1"},
+        timeout=600,
+    )
+    if finished.returncode != 0:
+        raise RuntimeError(f"the interpreted kernel failed: {finished.stderr.strip()[-2000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def _compare_in_this_process(n_q: int, n_k: int, heads: int, dim: int, block: int) -> dict:
+    """The child of :func:`run_in_interpreter` (run with TRITON_INTERPRET=1)."""
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(1, heads, n_q, dim, generator=generator)
+    k, v = (torch.randn(1, heads, n_k, dim, generator=generator) for _ in range(2))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    errors = {}
+    for causal in (False, True):
+        visible = torch.ones(n_q, n_k, dtype=torch.bool).tril() if causal else None  # top-left
+        expected = sdpa(q.double(), k.double(), v.double(), attn_mask=visible)
+        out = triton_flash_attention(q, k, v, causal, block, block)
+        errors[f"causal={causal}"] = (out.double() - expected).abs().max().item()
+    return errors
+
+
+if __name__ == "__main__":
+    print(json.dumps(_compare_in_this_process(**json.loads(sys.argv[1]))))

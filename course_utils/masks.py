@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from course_utils.validation import require_dtype, require_positive_int, require_shapes
+
 
 def causal_mask(n: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(n, n) bool: query i may attend key j iff j <= i (lower triangle, diagonal included)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    require_positive_int("n", n)
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril()  # M_ij = (j <= i)
 
 
 def padding_mask(lengths, max_len: int | None = None) -> torch.Tensor:
@@ -23,11 +24,8 @@ def padding_mask(lengths, max_len: int | None = None) -> torch.Tensor:
     Broadcast it over queries with ``mask[:, None, :]`` to get a (B, 1, max_len) key mask.
     """
     lengths = torch.as_tensor(lengths)
-    if lengths.dim() != 1 or lengths.is_floating_point() or lengths.dtype == torch.bool:
-        raise ValueError(
-            f"lengths must be a 1-D integer sequence, got shape {tuple(lengths.shape)} "
-            f"and dtype {lengths.dtype}"
-        )
+    require_shapes(("lengths", lengths, "(batch,)"))
+    require_dtype("integer", lengths=lengths)
     if (lengths < 0).any():
         raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
     longest = int(lengths.max()) if lengths.numel() else 0
@@ -35,5 +33,5 @@ def padding_mask(lengths, max_len: int | None = None) -> torch.Tensor:
         max_len = longest
     if max_len < longest:
         raise ValueError(f"max_len={max_len} is shorter than the longest length {longest}")
-    positions = torch.arange(max_len, device=lengths.device)
-    return positions[None, :] < lengths[:, None]
+    positions = torch.arange(max_len, device=lengths.device)  # j = 0 … max_len - 1
+    return positions[None, :] < lengths[:, None]  # M_bj = (j < length_b)

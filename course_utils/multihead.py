@@ -3,9 +3,10 @@
     head_h = Attention(X_q W_q^h, X_k W_k^h, X_v W_v^h)              h = 1 … H
     MultiHead(X_q, X_k, X_v) = Concat(head_1, …, head_H) W_o
 
-Each head works in d_h = embed_dim / H dimensions, so all H heads together cost about what one
-full-width head costs. In code the H projections are one (embed_dim × embed_dim) matrix whose
-output is cut into H slices of d_h features:
+Each head works in d_h = embed_dim / H dimensions, so all H heads together take about the FLOPs of
+one full-width head, but store H weight matrices of n × m entries where one head stores one.
+In code the H projections are one (embed_dim × embed_dim) matrix whose output is cut into H slices
+of d_h features:
 
     split_heads: (..., n, embed_dim) → view (..., n, H, d_h) → transpose → (..., H, n, d_h)
     merge_heads: (..., H, n, d_h) → transpose → (..., n, H, d_h) → reshape → (..., n, embed_dim)
@@ -25,20 +26,22 @@ import torch
 from torch import nn
 
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.validation import (
+    require_broadcastable,
+    require_divides,
+    require_mask,
+    require_positive_int,
+    require_shapes,
+)
+
+_EACH_HEAD = "each head needs embed_dim / num_heads features"
 
 
-def _require_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _require_divides(embed_dim: int, num_heads: int) -> None:
-    if embed_dim % num_heads != 0:
-        raise ValueError(
-            f"num_heads={num_heads} does not divide embed_dim={embed_dim}: each head needs "
-            f"embed_dim / num_heads features (try num_heads in "
-            f"{[h for h in range(1, embed_dim + 1) if embed_dim % h == 0]})"
-        )
+def _require_heads(embed_dim: int, num_heads: int) -> None:
+    """Both positive ints, and the heads cut embed_dim into equal slices."""
+    require_positive_int("embed_dim", embed_dim)
+    require_positive_int("num_heads", num_heads)
+    require_divides("num_heads", num_heads, "embed_dim", embed_dim, _EACH_HEAD)
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -46,13 +49,10 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
     Head h gets features h·d_h … (h+1)·d_h - 1 of every position.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    _require_positive_int("num_heads", num_heads)
-    if x.dim() < 2:
-        raise ValueError(f"x must have shape (..., n, embed_dim), got {tuple(x.shape)}")
+    require_positive_int("num_heads", num_heads)
+    require_shapes(("x", x, "(..., n, embed_dim)"))
     *leading, length, embed_dim = x.shape
-    _require_divides(embed_dim, num_heads)
+    require_divides("num_heads", num_heads, "embed_dim", embed_dim, _EACH_HEAD)
     head_dim = embed_dim // num_heads
     # (..., n, E) → (..., n, H, d_h): the last axis is cut into H consecutive slices ...
     sliced = x.reshape(*leading, length, num_heads, head_dim)
@@ -62,10 +62,7 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(..., num_heads, n, d_h) → (..., n, num_heads · d_h), the inverse of :func:`split_heads`."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < 3:
-        raise ValueError(f"x must have shape (..., num_heads, n, head_dim), got {tuple(x.shape)}")
+    require_shapes(("x", x, "(..., num_heads, n, head_dim)"))
     *leading, num_heads, length, head_dim = x.shape
     # (..., H, n, d_h) → (..., n, H, d_h) → (..., n, H·d_h): concatenate the heads per position.
     return x.transpose(-3, -2).reshape(*leading, length, num_heads * head_dim)
@@ -93,12 +90,10 @@ def multi_head_attention_cost(
         ("batch", batch),
         ("query_length", query_length),
         ("key_length", key_length),
-        ("embed_dim", embed_dim),
-        ("num_heads", num_heads),
         ("bytes_per_element", bytes_per_element),
     ):
-        _require_positive_int(name, value)
-    _require_divides(embed_dim, num_heads)
+        require_positive_int(name, value)
+    _require_heads(embed_dim, num_heads)
     projection_flops = 2 * batch * embed_dim * embed_dim * (2 * query_length + 2 * key_length)
     score_flops = 2 * batch * query_length * key_length * embed_dim  # Σ_h 2·n·m·d_h
     weighted_sum_flops = 2 * batch * query_length * key_length * embed_dim
@@ -125,9 +120,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, bias: bool = True):
         super().__init__()
-        _require_positive_int("embed_dim", embed_dim)
-        _require_positive_int("num_heads", num_heads)
-        _require_divides(embed_dim, num_heads)
+        _require_heads(embed_dim, num_heads)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -140,42 +133,23 @@ class MultiHeadAttention(nn.Module):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}"
 
     def _check_inputs(self, query, key, value, mask) -> None:
-        for name, tensor in (("query", query), ("key", key), ("value", value)):
-            if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-            if tensor.dim() < 2 or tensor.shape[-1] != self.embed_dim:
-                raise ValueError(
-                    f"{name} must have shape (..., length, embed_dim={self.embed_dim}), "
-                    f"got {tuple(tensor.shape)}"
-                )
-        if key.shape[:-1] != value.shape[:-1]:
-            raise ValueError(
-                f"key and value must have the same batch and length, got key {tuple(key.shape)} "
-                f"and value {tuple(value.shape)}"
-            )
-        if mask is None:
-            return
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise TypeError(f"mask must be a bool tensor with True = may attend, got {got}")
-        try:
-            batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2])
-        except RuntimeError:
-            raise ValueError(
-                f"query {tuple(query.shape)} and key {tuple(key.shape)} have incompatible batch "
-                "dimensions"
-            ) from None
+        """query (..., n, E), key and value (..., m, E); mask bool, broadcastable to (..., H, n, m)."""
+        require_shapes(
+            ("query", query, "(..., n, embed_dim)"),
+            ("key", key, "(*batch, m, embed_dim)"),
+            ("value", value, "(*batch, m, embed_dim)"),
+            sizes={"embed_dim": self.embed_dim},
+            meanings={"batch": "batch dimensions", "m": "number of positions"},
+        )
+        batch = require_broadcastable(("query", query), ("key", key))
         weights_shape = (*batch, self.num_heads, query.shape[-2], key.shape[-2])
-        try:
-            fits = torch.broadcast_shapes(mask.shape, weights_shape) == torch.Size(weights_shape)
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"mask of shape {tuple(mask.shape)} does not broadcast to the attention weights "
-                f"of shape {weights_shape} (batch..., heads, queries, keys); a (batch, keys) "
-                "padding mask goes in as mask[:, None, None, :]"
-            )
+        require_mask(
+            mask,
+            weights_shape,
+            "the attention weights",
+            hint=" (batch..., heads, queries, keys); a (batch, keys) padding mask goes in as "
+            "mask[:, None, None, :]",
+        )
 
     def forward(
         self,

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import torch
 
+from course_utils.bench_report import best_time
+
 
 def _as_matrix(weights) -> torch.Tensor:
     matrix = torch.as_tensor(weights).detach().float().cpu()
@@ -142,9 +144,13 @@ def plot_benchmark(rows: Sequence[Mapping], title: str | None = None) -> plt.Fig
     forward+backward, circles = full attention, triangles = causal. Skipped cases leave gaps.
     Returns the figure (two panels, log-log axes).
     """
-    from course_utils.bench import best_time  # here, not at the top: bench needs POSIX modules
-
-    colours = {"naive": "tab:red", "tiled": "tab:blue", "sdpa": "tab:green", "triton": "tab:purple"}
+    colours = {
+        "naive": "tab:red",
+        "textbook": "tab:orange",
+        "tiled": "tab:blue",
+        "sdpa": "tab:green",
+        "triton": "tab:purple",
+    }
     figure, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 4))
     series: dict[tuple, list[tuple[int, float, float]]] = {}
     for row in rows:

@@ -13,11 +13,7 @@ from __future__ import annotations
 import torch
 
 from course_utils.softmax import softmax
-
-
-def _require_positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+from course_utils.validation import require_number_above, require_shapes
 
 
 def soft_lookup(
@@ -28,18 +24,10 @@ def soft_lookup(
     α = softmax(K q / T); output = Σ_i α_i v_i. Small T approaches the hard lookup of the best
     matching key; large T approaches the plain mean of the values. Returns (output, weights).
     """
-    _require_positive("temperature", temperature)
-    if query.dim() != 1 or keys.dim() != 2 or values.dim() != 2:
-        raise ValueError(
-            "expected query (d,), keys (m, d), values (m, d_v); got "
-            f"{tuple(query.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}"
-        )
-    if keys.shape[1] != query.shape[0]:
-        raise ValueError(f"keys have d={keys.shape[1]} but the query has d={query.shape[0]}")
-    if keys.shape[0] != values.shape[0]:
-        raise ValueError(
-            f"keys {tuple(keys.shape)} and values {tuple(values.shape)} differ in length"
-        )
+    require_number_above("temperature", temperature)
+    require_shapes(
+        ("query", query, "(d,)"), ("keys", keys, "(m, d)"), ("values", values, "(m, d_v)")
+    )
     weights = softmax(keys @ query / temperature, dim=0)  # α_i = softmax_i(k_i · q / T)
     return weights @ values, weights  # Σ_i α_i v_i
 
@@ -48,13 +36,9 @@ def gaussian_kernel_scores(
     query_points: torch.Tensor, key_points: torch.Tensor, bandwidth: float
 ) -> torch.Tensor:
     """(n, m) scores -(x_q - x_i)² / (2h²) between 1-D query points (n,) and key points (m,)."""
-    _require_positive("bandwidth", bandwidth)
-    if query_points.dim() != 1 or key_points.dim() != 1:
-        raise ValueError(
-            "query_points and key_points must be 1-D, got "
-            f"{tuple(query_points.shape)} and {tuple(key_points.shape)}"
-        )
-    differences = query_points[:, None] - key_points[None, :]
+    require_number_above("bandwidth", bandwidth)
+    require_shapes(("query_points", query_points, "(n,)"), ("key_points", key_points, "(m,)"))
+    differences = query_points[:, None] - key_points[None, :]  # x_q - x_i: (n, m)
     return -(differences**2) / (2 * bandwidth**2)
 
 
@@ -66,9 +50,7 @@ def nadaraya_watson(
     query_points (n,), key_points (m,), values (m,). Returns predictions (n,) and weights (n, m),
     each row of weights summing to 1 over the m training points.
     """
-    if values.shape != key_points.shape:
-        raise ValueError(
-            f"values {tuple(values.shape)} must match key_points {tuple(key_points.shape)}"
-        )
+    require_shapes(("key_points", key_points, "(m,)"), ("values", values, "(m,)"))
+    # α_qi = softmax_i(-(x_q - x_i)² / (2h²))
     weights = softmax(gaussian_kernel_scores(query_points, key_points, bandwidth), dim=1)
-    return weights @ values, weights
+    return weights @ values, weights  # f(x_q) = Σ_i α_qi y_i

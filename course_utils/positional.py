@@ -7,7 +7,8 @@ nothing else. Adding a position-dependent vector to each token breaks that symme
     PE[pos, 2i + 1] = cos(pos / base^(2i / d))
 
 Each pair of dimensions (2i, 2i + 1) is a point on a circle turning at frequency
-ω_i = base^(-2i / d), from one radian per position (i = 0) down to 1 / base radians per position.
+ω_i = base^(-2i / d), from one radian per position (i = 0) down to base^(-(d-2)/d) for the last
+pair: one turn every 2π·base^((d-2)/d) positions (2π·5623 for d = 32), approaching 2π·base as d grows.
 Shifting the position by k rotates every pair by the angle k·ω_i, so PE[pos + k] is a fixed linear
 map of PE[pos]: a query/key projection can express "attend k positions back" (notebook 06 builds
 heads that do exactly that).
@@ -19,17 +20,13 @@ import math
 
 import torch
 
-
-def _require_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from course_utils.validation import require_number_above, require_positive_int
 
 
 def positional_frequencies(d: int, base: float = 10000.0) -> torch.Tensor:
     """The ⌈d/2⌉ angular frequencies ω_i = base^(-2i/d), float64, from 1 down towards 1/base."""
-    _require_positive_int("d", d)
-    if not isinstance(base, (int, float)) or isinstance(base, bool) or not base > 1:
-        raise ValueError(f"base must be a number > 1, got {base!r}")
+    require_positive_int("d", d)
+    require_number_above("base", base, 1)
     pair_index = torch.arange(0, d, 2, dtype=torch.float64)  # 2i = 0, 2, 4, ...
     return torch.exp(-math.log(base) * pair_index / d)  # ω_i = base^(-2i/d)
 
@@ -47,7 +44,7 @@ def sinusoidal_positional_encoding(
     not the two halves concatenated). An odd ``d`` drops the last cosine column. Computed in float64
     and cast to ``dtype``.
     """
-    _require_positive_int("n", n)
+    require_positive_int("n", n)
     frequencies = positional_frequencies(d, base)  # (⌈d/2⌉,)
     positions = torch.arange(n, dtype=torch.float64)
     angles = positions[:, None] * frequencies[None, :]  # (n, ⌈d/2⌉): pos · ω_i

@@ -168,6 +168,9 @@ class MaskExplorer:
                 ax=weights_ax,
                 title=f"weights; {empty_rows} fully masked row(s) → zeros",
             )
+            # Weights are probabilities: one 0–1 colour scale for every setting, also when all are 0.
+            self.weights_image = weights_ax.images[0]
+            self.weights_image.set_clim(0.0, 1.0)
             fig.tight_layout()
             display(fig)
             plt.close(fig)
@@ -176,14 +179,15 @@ class MaskExplorer:
 class TileExplorer:
     """Step through flash attention's tiles: which (query block, key block) is computed when.
 
-    Left: the n × n score matrix cut into tiles — done, current, still to do, and (causal) skipped
-    tiles that are never computed, with masked pairs inside diagonal tiles shaded. Right: for each
+    Left: the n × n score matrix cut into tiles — done, current, not computed yet (white), and
+    (causal) skipped tiles that are never computed, with the masked pairs of the partial (diagonal)
+    tiles shaded; a legend says which colour is which. The slider and the title count steps from 0. Right: for each
     query row of the current block, the share of its final softmax mass seen so far,
     l · exp(m − m_final) / l_final, which reaches 1 after the row's last tile (online softmax).
 
     Drive it without a browser: set ``explorer.slider.value`` (tile step), ``explorer.block_picker.value``
     (block size) or ``explorer.causal_box.value`` and read ``current_step``, ``current_tile``,
-    ``current_mass_seen``, ``steps`` and ``redraws``.
+    ``current_mass_seen``, ``current_title``, ``steps`` and ``redraws``.
     """
 
     def __init__(
@@ -267,28 +271,43 @@ class TileExplorer:
             image[future & (image != 3)] = 4
         return image
 
+    # colour of each code of _tile_image, and what it means
+    TILE_COLOURS = (
+        ("white", "not computed yet"),
+        ("#9ecae1", "done"),
+        ("#e6550d", "current tile"),
+        ("#d9d9d9", "skipped (all keys in the future)"),
+        ("#636363", "masked pair (j > i)"),
+    )
+
     def draw(self) -> None:
         from matplotlib.colors import ListedColormap
+        from matplotlib.patches import Patch
 
         self.redraws += 1
         tile = self.current_tile
         with self.output:
             self.output.clear_output(wait=True)
             fig, (grid_ax, mass_ax) = plt.subplots(1, 2, figsize=(10, 4))
-            colours = ListedColormap(["white", "#9ecae1", "#e6550d", "#d9d9d9", "#636363"])
+            colours = ListedColormap([colour for colour, _ in self.TILE_COLOURS])
             grid_ax.imshow(self._tile_image().numpy(), cmap=colours, vmin=-0.5, vmax=4.5)
             block = self.block_picker.value
             for edge in range(block, self.n, block):
                 grid_ax.axhline(edge - 0.5, color="black", linewidth=0.8)
                 grid_ax.axvline(edge - 0.5, color="black", linewidth=0.8)
-            grid_ax.set_title(
-                f"tile {self.current_step + 1}/{len(self.steps)}: queries [{tile.q_start}, "
+            self.current_title = (
+                f"step {self.current_step} of 0–{len(self.steps) - 1}: queries [{tile.q_start}, "
                 f"{tile.q_stop}) × keys [{tile.k_start}, {tile.k_stop}) ({tile.kind}); "
-                f"{self.skipped} skipped",
-                fontsize=9,
+                f"{self.skipped} tiles skipped"
             )
+            grid_ax.set_title(self.current_title, fontsize=9)
             grid_ax.set_xlabel("keys")
             grid_ax.set_ylabel("queries")
+            legend = [
+                Patch(facecolor=colour, edgecolor="black", label=meaning)
+                for colour, meaning in self.TILE_COLOURS
+            ]
+            grid_ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
             rows = list(range(tile.q_start, tile.q_stop))
             mass_ax.bar(rows, self.current_mass_seen.numpy(), color="#e6550d")
             mass_ax.axhline(1.0, color="black", linestyle=":", linewidth=1)

@@ -8,16 +8,30 @@ import subprocess
 import pytest
 import torch
 
-from course_utils import bench
-from course_utils.bench import BenchCase, estimated_naive_bytes, naive_attention, run_case
+from course_utils import bench, bench_report, flash, flash_fast
+from course_utils.bench import BenchCase, estimated_naive_bytes, run_case
 
 
-def test_naive_attention_is_attention():
+@pytest.mark.parametrize(
+    "method, module, name",
+    [
+        ("naive", flash, "naive_attention"),
+        ("textbook", flash, "flash_attention"),
+        ("tiled", flash_fast, "flash_attention"),
+    ],
+)
+def test_each_method_runs_its_library_function(monkeypatch, method, module, name):
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 20, 8, generator=generator, dtype=torch.float64) for _ in range(3))
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    assert torch.allclose(naive_attention(q, k, v), sdpa(q, k, v))
-    assert torch.allclose(naive_attention(q, k, v, True), sdpa(q, k, v, is_causal=True))
+    for causal in (False, True):
+        fn = bench._method_fn(BenchCase(method, "forward", causal, 20, block_q=8, block_k=8))
+        assert torch.allclose(fn(q, k, v), sdpa(q, k, v, is_causal=causal))
+    calls = []
+    original = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *args: calls.append(args) or original(*args))
+    bench._method_fn(BenchCase(method, "forward", False, 20))(q, k, v)
+    assert len(calls) == 1
 
 
 def test_main_writes_table_csv_and_plot(tmp_path, capsys):
@@ -50,8 +64,10 @@ def test_summary_reports_the_headline_ratios():
             ("tiled", True, 0.5),
         )
     ]
-    summary = "\n".join(bench.summarize(rows))
+    rows.append(dict(rows[0], method="textbook", time_s=3.0))
+    summary = "\n".join(bench_report.summarize(rows))
     assert "tiled/sdpa time 1.25x" in summary and "naive/tiled time 2.00x" in summary
+    assert "textbook/tiled time 3.00x" in summary
     assert "non-causal/causal time 2.00x" in summary
 
 
@@ -61,7 +77,7 @@ def test_headline_ratios_use_the_best_run_and_show_the_median():
                 "status": "ok", "time_s": median, "time_min_s": best, "cpu_time_s": 2 * median}  # fmt: skip
 
     # one noisy causal median (0.41 s) must not hide a 1.9x best-time speedup
-    summary = "\n".join(bench.summarize([row(False, 0.57, 0.60), row(True, 0.30, 0.41)]))
+    summary = "\n".join(bench_report.summarize([row(False, 0.57, 0.60), row(True, 0.30, 0.41)]))
     assert "non-causal/causal time 1.90x (median 1.46x, cpu 1.46x)" in summary
 
 

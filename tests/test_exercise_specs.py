@@ -162,18 +162,7 @@ def test_every_released_exercise_has_a_spec():
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         released = load_released(path)
         specs = {exercise.grade_id for exercise in EXERCISES if exercise.notebook == path.stem}
-        assert {exercise.grade_id for exercise in released.exercises} <= specs | _legacy(path.stem)
+        assert {exercise.grade_id for exercise in released.exercises} <= specs
         for exercise in released.exercises:
             if exercise.grade_id in specs:
                 assert exercise.function == all_exercises()[exercise.grade_id].function_name
-
-
-def _legacy(notebook: str) -> set[str]:
-    """TRANSITION: exercises still graded by course_utils/grade/hidden modules."""
-    from course_utils.grade.cases import draw_cases
-
-    return (
-        set(draw_cases(notebook, 0))
-        if not any(e.notebook == notebook for e in EXERCISES)
-        else set()
-    )

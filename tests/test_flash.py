@@ -1,4 +1,7 @@
-"""course_utils.flash: exactness, gradients, O(n) saved memory, tiles, bad input, widget, checks."""
+"""course_utils.flash, the textbook algorithm: exactness, gradients, O(n) saved memory, tiles, bad input.
+
+The CPU-optimised variant is tested equal to it in test_flash_fast.py.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,11 @@ import math
 import pytest
 import torch
 
-from course_utils import flash
-from course_utils.checks import CheckFailed, check
 from course_utils.flash import (
     count_tiles,
     flash_attention,
     flash_attention_forward,
+    naive_attention,
     online_softmax_stats,
     tile_kind,
     tile_schedule,
@@ -21,12 +23,7 @@ from course_utils.flash import (
 
 def reference(q, k, v, causal=False):
     """softmax(Q Kᵀ/√d) V in float64 with the full matrix (top-left causal mask)."""
-    q, k, v = (t.double() for t in (q, k, v))
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if causal:
-        visible = torch.ones(scores.shape[-2:], dtype=torch.bool).tril()
-        scores = scores.masked_fill(~visible, -math.inf)
-    return torch.softmax(scores, dim=-1) @ v
+    return naive_attention(q.double(), k.double(), v.double(), causal)
 
 
 def random_qkv(*shape_q, n_k=None, d_v=None, dtype=torch.float32, seed=0, scale=1.0):
@@ -38,6 +35,19 @@ def random_qkv(*shape_q, n_k=None, d_v=None, dtype=torch.float32, seed=0, scale=
     k = torch.randn(*lead, n_k, d, generator=generator, dtype=dtype) * scale
     v = torch.randn(*lead, n_k, d_v, generator=generator, dtype=dtype)
     return q, k, v
+
+
+def test_naive_attention_is_attention():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 20, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    assert torch.allclose(naive_attention(q, k, v), sdpa(q, k, v))
+    assert torch.allclose(naive_attention(q, k, v, True), sdpa(q, k, v, is_causal=True))
+    q_short = q[..., :7, :]  # n_q != n_k: the mask is top-left aligned, like is_causal
+    visible = torch.ones(7, 20, dtype=torch.bool).tril()
+    assert torch.allclose(
+        naive_attention(q_short, k, v, True), sdpa(q_short, k, v, attn_mask=visible)
+    )
 
 
 SHAPES = [
@@ -86,58 +96,11 @@ def test_large_logits_stay_finite_and_exact():
     assert (out.double() - reference(q, k, v)).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize(
-    "query_scale, key_shift, value_scale, regime",
-    [
-        (1.0, 0.0, 1.0, "m = 0: scores provably within [-30, 30]"),
-        (1.0, -50.0, 1.0, "shifted: every score far below 0"),
-        (12.0, 0.0, 1.0, "lazy rescaling: scores in the hundreds"),
-        (12.0, 0.0, 1e33, "near-eager: huge values leave almost no headroom"),
-    ],
-)
-def test_every_exponent_regime_is_exact(query_scale, key_shift, value_scale, regime):
-    generator = torch.Generator().manual_seed(12)
-    q = torch.randn(2, 70, 16, generator=generator) * query_scale
-    k = torch.randn(2, 70, 16, generator=generator)
-    # Keys that grow along the sequence make the row max jump between key blocks.
-    k = k * torch.linspace(0.2, 3.0, 70)[:, None]
-    v = torch.randn(2, 70, 8, generator=generator) * value_scale
-    if key_shift:  # a constant score offset: q · (k + c·q/|q|²) = q · k + c
-        q = torch.ones(2, 70, 16)
-        k = k + key_shift * 4.0 / 16
-    for causal in (False, True):
-        expected = reference(q, k, v, causal)
-        out = flash_attention(q, k, v, causal, 16, 8)
-        assert torch.isfinite(out).all(), regime
-        relative = (out.double() - expected).abs().max() / expected.abs().max()
-        assert relative <= 1e-5, (regime, causal, relative)
-
-
-def test_reference_max_regimes_are_taken():
-    """The three ways of choosing m are each used on the data meant to exercise them."""
-    seen = {}
-    for name, scale in (("zero", 1.0), ("lazy", 12.0)):
-        generator = torch.Generator().manual_seed(13)
-        q, k, v = (torch.randn(1, 64, 16, generator=generator) for _ in range(3))
-        maxima = []
-        flash_attention_forward(
-            q * scale, k * torch.linspace(0.2, 3.0, 64)[:, None], v, False, 16, 16,
-            on_tile=lambda step, maxima=maxima: maxima.append(step.row_max.clone()),
-        )  # fmt: skip
-        seen[name] = maxima
-    assert all(bool((m == 0).all()) for m in seen["zero"])  # m = 0 throughout
-    assert not bool((seen["lazy"][0] == 0).all())  # shifted by the first tile's max
-    assert any(not torch.equal(a, b) for a, b in zip(seen["lazy"], seen["lazy"][1:], strict=False))
-
-
-def test_non_contiguous_and_batch_chunking(monkeypatch):
+def test_non_contiguous_inputs():
     q, k, v = random_qkv(3, 2, 45, 16, seed=5)
     q_t = q.transpose(0, 1)  # non-contiguous leading dims
     k_t, v_t = k.transpose(0, 1), v.transpose(0, 1)
     expected = reference(q_t, k_t, v_t, True)
-    assert (flash_attention(q_t, k_t, v_t, True, 16, 16).double() - expected).abs().max() <= 1e-5
-    # Force one batch·head slice per tile pass: the chunked path must give the same answer.
-    monkeypatch.setattr(flash, "MAX_TILE_BYTES", 1)
     assert (flash_attention(q_t, k_t, v_t, True, 16, 16).double() - expected).abs().max() <= 1e-5
 
 
@@ -237,45 +200,6 @@ def test_causal_computes_about_half_the_tiles():
     assert [(t.q_stop - t.q_start, t.k_stop - t.k_start) for t in ragged][-1] == (2, 1)
 
 
-def test_diagonal_strips_cover_exactly_the_visible_keys(monkeypatch):
-    monkeypatch.setattr(flash, "DIAGONAL_STRIP_ROWS", 128)
-    diagonal = flash.Tile(3, 3, 1536, 2048, 1536, 2048, "partial")
-    strips = flash._diagonal_strips(diagonal)
-    assert strips == [
-        (1536, 1664, 1664),
-        (1664, 1792, 1792),
-        (1792, 1920, 1920),
-        (1920, 2048, 2048),
-    ]
-    work = sum(
-        (rows_end - rows_start) * (keys_end - 1536) for rows_start, rows_end, keys_end in strips
-    )
-    assert work / (512 * 512) == 10 / 16  # instead of the whole tile
-    # block_q > block_k: the first query rows see no key of this tile, their strip is dropped
-    wide = flash.Tile(0, 1, 0, 300, 200, 300, "partial")
-    monkeypatch.setattr(flash, "DIAGONAL_STRIP_ROWS", 100)
-    assert flash._diagonal_strips(wide) == [(200, 300, 300)]
-
-
-@pytest.mark.parametrize("strip_rows", [1, 3, 5])
-@pytest.mark.parametrize("query_scale", [1.0, 12.0])  # m = 0, and lazy rescaling
-@pytest.mark.parametrize("block_q, block_k", [(16, 16), (16, 7), (7, 16), (13, 13)])
-def test_diagonal_strips_are_exact(monkeypatch, strip_rows, query_scale, block_q, block_k):
-    """Strips of the causal diagonal (the default 128 rows exceed these small blocks) stay exact."""
-    monkeypatch.setattr(flash, "DIAGONAL_STRIP_ROWS", strip_rows)
-    generator = torch.Generator().manual_seed(14)
-    q = torch.randn(2, 61, 16, generator=generator) * query_scale
-    k = torch.randn(2, 61, 16, generator=generator) * torch.linspace(0.2, 3.0, 61)[:, None]
-    v = torch.randn(2, 61, 8, generator=generator)
-    visited = []
-    out, _ = flash_attention_forward(
-        q, k, v, True, block_q, block_k, on_tile=lambda step: visited.append(step.tile)
-    )
-    expected = reference(q, k, v, causal=True)
-    assert (out.double() - expected).abs().max() / expected.abs().max() <= 1e-5
-    assert visited == [t for t in tile_schedule(61, 61, block_q, block_k, True) if t.kind != "skip"]
-
-
 @pytest.mark.parametrize("causal", [False, True])
 def test_forward_visits_exactly_the_computed_tiles(causal):
     q, k, v = random_qkv(1, 50, 8, seed=11)
@@ -290,6 +214,24 @@ def test_forward_visits_exactly_the_computed_tiles(causal):
         scores = scores.masked_fill(~torch.ones(50, 50, dtype=torch.bool).tril(), -math.inf)
     assert (lse.double() - torch.logsumexp(scores, -1)).abs().max() <= 1e-5
     assert (out.double() - reference(q, k, v, causal)).abs().max() <= 1e-5
+
+
+def test_running_statistics_are_the_exact_running_max_and_sum():
+    """The textbook m is the maximum of the scores seen so far, and l their sum of exp(s − m)."""
+    q, k, v = random_qkv(1, 20, 8, seed=15, scale=2.0)
+    steps = []
+    flash_attention_forward(
+        q, k, v, True, 8, 6,
+        on_tile=lambda step: steps.append((step.tile, step.row_max.clone(), step.row_sum.clone())),
+    )  # fmt: skip
+    scores = q.double() @ k.double().transpose(-2, -1) / math.sqrt(8)
+    scores = scores.masked_fill(~torch.ones(20, 20, dtype=torch.bool).tril(), -math.inf)
+    assert len(steps) == count_tiles(20, 20, 8, 6, causal=True)["computed"]
+    for tile, row_max, row_sum in steps:
+        seen = scores[..., tile.q_start : tile.q_stop, : tile.k_stop]  # every key block so far
+        assert torch.allclose(row_max.double(), seen.amax(-1), atol=1e-5)
+        expected_sum = torch.exp(seen - seen.amax(-1, keepdim=True)).sum(-1)
+        assert torch.allclose(row_sum.double(), expected_sum, atol=1e-5)
 
 
 def test_online_softmax_stats_equal_two_pass():
@@ -349,7 +291,7 @@ def test_blocks_larger_than_n_are_clamped():
 
 
 # ----------------------------------------------------------------------------------------------
-# widget, exercise checks, optional Triton module
+# widget, optional Triton module (the exercises: test_flash_exercises.py)
 
 
 def test_tile_explorer_steps_without_a_browser():
@@ -360,6 +302,7 @@ def test_tile_explorer_steps_without_a_browser():
     redraws = explorer.redraws
     explorer.slider.value = 1  # second tile: queries [4, 8) × keys [0, 4), not the row's last
     assert explorer.current_step == 1 and explorer.redraws == redraws + 1
+    assert explorer.current_title.startswith("step 1 of 0–5: queries [4, 8) × keys [0, 4) (full)")
     assert explorer.current_tile.q_start == 4 and explorer.current_tile.kind == "full"
     assert (explorer.current_mass_seen < 1).all() and (explorer.current_mass_seen > 0).all()
     explorer.slider.value = 2  # the diagonal tile finishes rows 4..7
@@ -372,61 +315,13 @@ def test_tile_explorer_steps_without_a_browser():
         TileExplorer(n=1000)
 
 
-def answer_online_softmax_stats(scores, block_size):
-    return online_softmax_stats(scores, block_size)
+def test_the_triton_kernel_loop_is_read_from_the_module():
+    from course_utils import flash_triton
 
-
-def answer_tiled_attention(q, k, v, block_q, block_k):
-    return flash_attention(q, k, v, False, block_q, block_k)
-
-
-def answer_causal_tile_kind(q_start, q_stop, k_start, k_stop):
-    return tile_kind(q_start, q_stop, k_start, k_stop, causal=True)
-
-
-def answer_score_gradient(weights, values, out, grad_out):
-    grad_weights = grad_out @ values.transpose(-2, -1)
-    return weights * (grad_weights - (grad_out * out).sum(-1, keepdim=True))
-
-
-def test_exercise_checks_pass_reference_answers():
-    check("ex7_1_online_softmax", answer_online_softmax_stats)
-    check("ex7_2_tiled_attention", answer_tiled_attention)
-    check("ex7_3_causal_tile_kind", answer_causal_tile_kind)
-    check("ex7_4_score_gradient", answer_score_gradient)
-
-
-@pytest.mark.parametrize(
-    "name, wrong, needle",
-    [
-        (
-            "ex7_1_online_softmax",
-            lambda s, b: (
-                s.amax(-1),
-                torch.exp(s - s.amax(-1, keepdim=True)).sum(-1) * 0
-                + sum(
-                    torch.exp(s[..., i : i + b] - s[..., i : i + b].amax(-1, keepdim=True)).sum(-1)
-                    for i in range(0, s.shape[-1], b)
-                ),
-            ),
-            "own max",
-        ),
-        (
-            "ex7_2_tiled_attention",
-            lambda q, k, v, a, b: (
-                torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), -2) @ v
-            ),
-            "query axis",
-        ),
-        ("ex7_3_causal_tile_kind", lambda a, b, c, d: tile_kind(c, d, a, b, True), "mirrored"),
-        ("ex7_4_score_gradient", lambda p, v, o, g: p * (g @ v.transpose(-2, -1)), "subtract D"),
-        ("ex7_2_tiled_attention", lambda q, k, v, a, b: None, "did you forget to `return` it?"),
-    ],
-)
-def test_exercise_checks_name_the_mistake(name, wrong, needle):
-    with pytest.raises(CheckFailed) as failure:
-        check(name, wrong)
-    assert needle in str(failure.value)
+    loop = flash_triton.kernel_loop_source()  # no triton needed: it is read from the file
+    assert loop.startswith("for k_start in range(0, k_end, BLOCK_K):\n    cols = ")
+    assert "probabilities = tl.exp2(scores - new_max[:, None])" in loop
+    assert loop.rstrip().endswith("row_max = new_max")
 
 
 def test_triton_module_imports_and_explains_why_not():

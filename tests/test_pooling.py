@@ -33,9 +33,12 @@ def test_gaussian_kernel_scores_formula():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="temperature must be a positive number, got 0"):
         soft_lookup(torch.ones(2), torch.ones(3, 2), torch.ones(3, 1), temperature=0)
-    with pytest.raises(ValueError, match="keys have d=2 but the query has d=3"):
+    with pytest.raises(ValueError, match=r"keys have d=2 but query has d=3 \(query \(3,\), keys"):
         soft_lookup(torch.ones(3), torch.ones(3, 2), torch.ones(3, 1))
     with pytest.raises(ValueError, match="bandwidth must be a positive number"):
         nadaraya_watson(torch.ones(2), torch.ones(3), torch.ones(3), -1.0)
-    with pytest.raises(ValueError, match=r"values \(4,\) must match key_points \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"values have m=4 but key_points have m=3 \(key_points \(3,\), values \(4,\)\)",
+    ):
         nadaraya_watson(torch.ones(2), torch.ones(3), torch.ones(4), 1.0)

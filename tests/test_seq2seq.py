@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -89,6 +91,36 @@ def test_gold_alignment_links_every_french_word(data):
     } <= kinds_seen
 
 
+def test_alignment_matrix_spreads_each_french_word_over_its_english_words(data):
+    pair = seq2seq.generate_aligned_pair(random.Random(3))
+    matrix = pair.alignment_matrix()
+    assert matrix.shape == (len(pair.french), len(pair.english))
+    torch.testing.assert_close(matrix.sum(dim=-1), torch.ones(len(pair.french)))
+    for row, link in enumerate(pair.links):
+        assert torch.nonzero(matrix[row]).flatten().tolist() == sorted(link)
+    # "ne ... pas" link to both words of "does not": half each
+    source, target = next((s, t) for s, t in data.train if "ne" in t)
+    matrix = data.dictionary_alignment(source)
+    ne_row = matrix[target.index("ne")]
+    not_position = source.index("not")
+    assert ne_row[not_position] == ne_row[not_position - 1] == 0.5
+    assert torch.equal(data.dictionary_alignment(" ".join(source)), matrix)
+    chat = [(s, t) for s, t in data.train if "chat" in t and "cat" in s][0]
+    row = data.dictionary_alignment(chat[0])[chat[1].index("chat")]
+    assert row[chat[0].index("cat")] == 1 and row.sum() == 1
+
+
+def test_alignment_matrix_names_bad_input(data):
+    with pytest.raises(ValueError, match="source_length must be a positive int, got 0"):
+        seq2seq.alignment_matrix([(0,)], 0)
+    with pytest.raises(
+        ValueError, match=r"links\[1\] must be source positions in 0..2, got \(3,\)"
+    ):
+        seq2seq.alignment_matrix([(0,), (3,)], 3)
+    with pytest.raises(KeyError, match="is not a sentence of this data set"):
+        data.dictionary_alignment("the cat sees the cat the cat")
+
+
 def test_detokenize_glues_elisions():
     assert detokenize(["je", "t'", "aime"]) == "je t'aime"
     assert detokenize(["il", "n'", "aime", "pas", "le", "chat"]) == "il n'aime pas le chat"
@@ -148,6 +180,27 @@ def test_teacher_forcing_equals_step_by_step_decoding(data, kind):
                 torch.testing.assert_close(step_weights, weights[:, t], atol=1e-5, rtol=1e-5)
     if weights is not None:
         assert (weights.transpose(1, 2)[~batch.source_mask] == 0).all(), "attended to padding"
+
+
+def test_bahdanau_step_is_what_the_decoder_runs(data):
+    """Exercise 2.3's step in the library: the decoder's step() is it, plus the output layer."""
+    torch.manual_seed(0)
+    model = build_model("bahdanau", data, embed_dim=8, hidden_dim=8, attention_dim=8).eval()
+    batch = make_batch(data.train[:3], data.source_vocab, data.target_vocab)
+    with torch.no_grad():
+        states, summary = model.encoder(batch.source, batch.source_lengths)
+        memory = model.decoder.start(states, summary, batch.source_mask)
+        previous_state = memory["state"]
+        embedding = model.decoder.embedding(batch.target_input[:, 0])
+        decoder = model.decoder
+        state, context, weights = seq2seq.bahdanau_step(
+            previous_state, embedding, states, batch.source_mask, decoder.attention, decoder.cell
+        )
+        _, step_weights = decoder.step(batch.target_input[:, 0], memory)
+    torch.testing.assert_close(memory["state"], state)
+    torch.testing.assert_close(step_weights, weights)
+    assert context.shape == (3, decoder.attention.key_dim)
+    assert (weights[~batch.source_mask] == 0).all()
 
 
 def test_tiny_bahdanau_overfits_a_few_sentences(data):
@@ -225,3 +278,15 @@ def test_command_line_trains_saves_and_reloads(tmp_path, capsys):
     model = seq2seq.load_model(checkpoint)
     assert model.name == "bahdanau"
     assert isinstance(model.translate("i love you").text, str)
+
+
+def test_python_dash_m_runs_the_command_line():
+    completed = subprocess.run(
+        [sys.executable, "-m", "course_utils.seq2seq", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "usage: python -m course_utils.seq2seq" in completed.stdout
+    assert "--steps" in completed.stdout

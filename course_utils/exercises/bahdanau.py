@@ -1,4 +1,4 @@
-"""Visible checks for notebook 02 (Bahdanau attention)."""
+"""Exercises of notebook 02 (Bahdanau attention): the additive score, masked weights, a decoder step."""
 
 from __future__ import annotations
 
@@ -6,200 +6,423 @@ import torch
 from torch import nn
 
 from course_utils.alignment import AdditiveAttention, additive_scores
-from course_utils.checks import LearnerFunction, register
+from course_utils.exercises.judge import close
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.grade.codec import ModuleInput
 from course_utils.masks import padding_mask
+from course_utils.seq2seq.decoders import bahdanau_step
 from course_utils.softmax import masked_softmax, softmax
 
+NOTEBOOK = "02_bahdanau_attention"
 
-def _same(actual, expected, atol: float = 1e-5) -> bool:
-    """True when ``actual`` is a tensor equal to ``expected`` (used to name a specific mistake)."""
-    return (
-        isinstance(actual, torch.Tensor)
-        and actual.shape == expected.shape
-        and bool(torch.allclose(actual.detach().to(expected.dtype), expected, atol=atol, rtol=1e-4))
-    )
+# --------------------------------------------------------------------------------------------------
+# 2.1 the additive score
 
 
-@register("ex2_1_additive_score", calls="additive_score(query, keys, W, U, v)")
-def _check_additive_score(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(21)
-    batch, positions, query_dim, key_dim, hidden = 3, 6, 5, 4, 7
-    query = torch.randn(batch, query_dim, generator=generator)
-    keys = torch.randn(batch, positions, key_dim, generator=generator)
-    W = torch.randn(hidden, query_dim, generator=generator)
-    U = torch.randn(hidden, key_dim, generator=generator)
-    v = torch.randn(hidden, generator=generator)
+def _additive_score_cases(generator: torch.Generator) -> list[Case]:
+    def scores_case(name, batch, positions, query_dim, key_dim, hidden, dtype=torch.float32):
+        def randn(*shape):
+            return torch.randn(*shape, generator=generator, dtype=dtype)
 
-    scores = learner(query, keys, W, U, v)
-    learner.expect_tensor(scores, shape=(batch, positions), what="scores (batch, source positions)")
-    expected = additive_scores(query, keys, W, U, v)
-    projected = (query @ W.T)[:, None, :] + keys @ U.T  # W s + U h_j
-    if _same(scores, projected @ v):
-        learner.expect(False, "you forgot the tanh: e_j = vᵀ tanh(W s + U h_j)")
-    if _same(scores, torch.tanh(projected @ v)):
-        learner.expect(
-            False, "the tanh goes inside: vᵀ tanh(W s + U h_j), not tanh(vᵀ (W s + U h_j))"
+        arguments = (
+            randn(batch, query_dim),  # query s (B, d_q)
+            randn(batch, positions, key_dim),  # keys h (B, m, d_k)
+            randn(hidden, query_dim),  # W (A, d_q)
+            randn(hidden, key_dim),  # U (A, d_k)
+            randn(hidden),  # v (A,)
         )
-    if _same(scores, softmax(expected, dim=-1)):
-        learner.expect(False, "return the raw scores e_j: the softmax comes in the next exercise")
-    learner.expect_close(scores, expected, "scores differ from e_j = vᵀ tanh(W s + U h_j)")
+        return Case(name, arguments)
 
-    # batch == positions: broadcasting the query against the wrong axis no longer fails loudly
-    square = 4
-    query = torch.randn(square, query_dim, generator=generator)
-    keys = torch.randn(square, square, key_dim, generator=generator)
-    scores = learner(query, keys, W, U, v)
-    learner.expect_tensor(scores, shape=(square, square), what="scores for 4 sentences of 4 words")
-    crossed = torch.tanh((query @ W.T)[None, :, :] + keys @ U.T) @ v
-    if _same(scores, crossed):
-        learner.expect(
-            False,
-            "sentence b's query was added to the keys of other sentences: give W s a source axis, "
-            "(query @ W.T)[:, None, :], so it broadcasts over the positions of its own sentence",
-        )
-    learner.expect_close(
-        scores, additive_scores(query, keys, W, U, v), "scores differ when batch == positions"
-    )
+    return [
+        scores_case("B=3, m=6, d_q=5, d_k=4, A=7", 3, 6, 5, 4, 7),
+        scores_case("B=2, m=7, d_q=3, d_k=5, A=4 (float64)", 2, 7, 3, 5, 4, torch.float64),
+        # B == m: a query broadcast against the wrong axis no longer fails loudly
+        scores_case("batch == positions = 5, d_q=d_k=4, A=6", 5, 5, 4, 4, 6),
+        scores_case("a single source word (m=1), B=3, d_q=6, d_k=2, A=5", 3, 1, 6, 2, 5),
+        scores_case("a batch of one, m=6, d_q=4, d_k=3, A=8", 1, 6, 4, 3, 8),
+        scores_case("larger batch B=16, m=10, d_q=8, d_k=12, A=16", 16, 10, 8, 12, 16),
+    ]
 
 
-@register(
-    "ex2_2_masked_attention_weights", calls="masked_attention_weights(scores, source_lengths)"
+def _without_source_axis(query, keys, W, U, v):
+    # (B, A) + (B, m, A) lines up sentence b's query with source position b
+    return torch.tanh(query @ W.T + keys @ U.T) @ v
+
+
+def _without_source_axis_keys_first(query, keys, W, U, v):
+    return torch.tanh(keys @ U.T + query @ W.T) @ v
+
+
+def _without_tanh(query, keys, W, U, v):
+    return ((query @ W.T)[:, None, :] + keys @ U.T) @ v
+
+
+def _tanh_outside(query, keys, W, U, v):
+    return torch.tanh(((query @ W.T)[:, None, :] + keys @ U.T) @ v)
+
+
+def _softmaxed_scores(query, keys, W, U, v):
+    return softmax(additive_scores(query, keys, W, U, v), dim=-1)
+
+
+def _squeezed_scores(query, keys, W, U, v):
+    scores = additive_scores(query, keys, W, U, v)
+    return scores.squeeze() if 1 in scores.shape else NOT_APPLICABLE
+
+
+SOURCE_AXIS = (
+    "it matches W s without a source axis: (B, A) + (B, m, A) adds sentence b's query to source "
+    "position b of every sentence (an error, or silently wrong when B == m); give W s a source "
+    "axis, (query @ W.T)[:, None, :], so it meets the keys of its own sentence"
 )
-def _check_masked_attention_weights(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(22)
-    lengths = torch.tensor([6, 3, 1, 4])
-    scores = torch.randn(4, 6, generator=generator)
-    mask = padding_mask(lengths, 6)
-    scores = scores.masked_fill(~mask, 5.0)  # padding gets high scores: attending to it shows
-    original = scores.clone()
 
-    weights = learner(scores, lengths)
-    learner.expect(
-        torch.equal(scores, original),
-        "do not modify `scores` in place: use masked_fill, not masked_fill_",
-    )
-    learner.expect_tensor(weights, shape=(4, 6), what="weights (batch, source positions)")
-    expected = masked_softmax(scores, mask, dim=-1)
-    if _same(weights, softmax(scores, dim=0)) or _same(
-        weights, masked_softmax(scores, mask, dim=0)
-    ):
-        learner.expect(
-            False,
-            "weights sum to 1 over the batch: did you softmax over the wrong axis? "
-            "Normalise over the source positions (dim=-1)",
-        )
-    if _same(weights, softmax(scores, dim=-1)):
-        learner.expect(
-            False,
-            "padding positions get weight: you are attending to padding. Mask positions "
-            "j >= length with -inf before the softmax",
-        )
-    if _same(weights, masked_softmax(scores, ~mask, dim=-1)):
-        learner.expect(
-            False,
-            "only padding gets weight: the mask is inverted. True = may attend = a real token "
-            "(j < length)",
-        )
-    if _same(weights, softmax(scores.masked_fill(~mask, 0.0), dim=-1)):
-        learner.expect(
-            False,
-            "padded scores set to 0 still get weight exp(0): fill them with -inf (or a huge "
-            "negative number) instead",
-        )
-    off_by_one = padding_mask(torch.clamp(lengths + 1, max=6), 6)
-    if _same(weights, masked_softmax(scores, off_by_one, dim=-1)):
-        learner.expect(
-            False,
-            "one padding position too many is attended: positions 0 … length-1 are real, "
-            "so keep j < length (not j <= length)",
-        )
-    learner.expect(
-        bool((weights.detach()[~mask].abs() < 1e-6).all()),
-        "padding positions (j >= length) must get weight 0: you are attending to padding",
-    )
-    learner.expect_close(
-        weights.sum(dim=-1), torch.ones(4), "each row must sum to 1 over the real source words"
-    )
-    learner.expect_close(weights, expected, "weights differ from softmax over the real positions")
-
-
-@register(
-    "ex2_3_bahdanau_step",
-    calls="bahdanau_step(previous_state, previous_embedding, encoder_states, source_mask, attention, cell)",
+ADDITIVE_SCORE = Exercise(
+    grade_id="ex2_1_additive_score",
+    notebook=NOTEBOOK,
+    signature="additive_score(query, keys, W, U, v)",
+    docstring=(
+        "e_j = vᵀ tanh(W s + U h_j): query (B, d_q), keys (B, m, d_k), W (A, d_q), U (A, d_k), "
+        "v (A,) → (B, m)."
+    ),
+    reference=additive_scores,
+    cases=_additive_score_cases,
+    judge=close("scores", atol=1e-5, rtol=1e-5),
+    hint=(
+        "project the query with W and every key with U, add them so that each sentence's query "
+        "meets its own keys, squash with tanh, then read out with v"
+    ),
+    code_hint=(
+        "hidden = torch.tanh((query @ W.T)[:, None, :] + keys @ U.T)  # (B, m, A); "
+        "return hidden @ v"
+    ),
+    mistakes=(
+        Mistake(SOURCE_AXIS, _without_source_axis),
+        Mistake(SOURCE_AXIS, _without_source_axis_keys_first),
+        Mistake("it matches a score without the tanh: e_j = vᵀ tanh(W s + U h_j)", _without_tanh),
+        Mistake(
+            "it matches tanh applied after v: the tanh goes inside, vᵀ tanh(W s + U h_j), not "
+            "tanh(vᵀ (W s + U h_j))",
+            _tanh_outside,
+        ),
+        Mistake(
+            "it matches softmax weights: return the raw scores e_j, the softmax comes in the next "
+            "exercise",
+            _softmaxed_scores,
+        ),
+        Mistake(
+            "it matches .squeeze() dropping every axis of size 1 (a batch of one, a single source "
+            "word): drop only the last one with .squeeze(-1)",
+            _squeezed_scores,
+        ),
+    ),
+    forbidden=("course_utils.alignment.AdditiveAttention.scores",),
 )
-def _check_bahdanau_step(learner: LearnerFunction) -> None:
-    with torch.random.fork_rng():  # seeded module initialisation; the notebook's RNG is untouched
-        torch.manual_seed(23)
-        embed_dim, encoder_dim, hidden_dim = 6, 8, 5
-        attention = AdditiveAttention(hidden_dim, encoder_dim, 7)
-        cell = nn.GRUCell(embed_dim + encoder_dim, hidden_dim)
-    generator = torch.Generator().manual_seed(23)
-    lengths = torch.tensor([5, 2, 4])
-    encoder_states = torch.randn(3, 5, encoder_dim, generator=generator)
-    source_mask = padding_mask(lengths, 5)
-    previous_state = torch.randn(3, hidden_dim, generator=generator)
-    previous_embedding = torch.randn(3, embed_dim, generator=generator)
 
-    with torch.no_grad():
-        result = learner(
-            previous_state, previous_embedding, encoder_states, source_mask, attention, cell
-        )
-        learner.expect(
-            isinstance(result, tuple) and len(result) == 3,
-            "return three things: (state, context, weights)",
-        )
-        state, context, weights = result
-        learner.expect_tensor(weights, shape=(3, 5), what="weights (batch, source positions)")
-        learner.expect_tensor(context, shape=(3, encoder_dim), what="context (batch, encoder_dim)")
-        learner.expect_tensor(state, shape=(3, hidden_dim), what="state (batch, hidden_dim)")
+# --------------------------------------------------------------------------------------------------
+# 2.2 softmax over the real words only
 
-        expected_context, expected_weights = attention(
-            previous_state, encoder_states, encoder_states, source_mask
+
+def masked_attention_weights(scores: torch.Tensor, source_lengths: torch.Tensor) -> torch.Tensor:
+    """The reference: softmax of scores (B, m) over j < source_lengths[b], 0 on padding."""
+    return masked_softmax(scores, padding_mask(source_lengths, scores.shape[-1]), dim=-1)
+
+
+def _masked_weights_cases(generator: torch.Generator) -> list[Case]:
+    def padded(name, lengths, positions, dtype=torch.float32, scale=1.0, padding_score=5.0):
+        lengths = torch.as_tensor(lengths)
+        scores = torch.randn(len(lengths), positions, generator=generator, dtype=dtype) * scale
+        # Padding gets high scores, so attending to it changes the answer visibly.
+        scores = scores.masked_fill(~padding_mask(lengths, positions), padding_score)
+        return Case(name, (scores, lengths))
+
+    random_lengths = torch.randint(1, 16, (32,), generator=generator)
+    random_lengths[0] = 15  # at least one sentence without padding
+    return [
+        padded("lengths [6, 3, 1, 4], m=6", [6, 3, 1, 4], 6),
+        padded("lengths [7, 2, 5], m=7 (float64)", [7, 2, 5], 7, dtype=torch.float64),
+        padded("no padding: lengths [4, 4, 4], m=4", [4, 4, 4], 4),
+        padded("a single source word (m=1), lengths [1, 1]", [1, 1], 1),
+        padded(
+            "large scores (±300) with padding, lengths [6, 3, 1, 5], m=6",
+            [6, 3, 1, 5],
+            6,
+            scale=300.0,
+            padding_score=400.0,
+        ),
+        padded("larger batch B=32, m=15, random lengths", random_lengths, 15),
+    ]
+
+
+def _real_words(scores, source_lengths):
+    return padding_mask(source_lengths, scores.shape[-1])  # True = a real word
+
+
+def _padding_attended(scores, source_lengths):
+    return torch.softmax(scores, dim=-1)
+
+
+def _mask_inverted(scores, source_lengths):
+    # fills the real words with -inf: a sentence without padding is all -inf, and 0/0 is NaN
+    real = _real_words(scores, source_lengths)
+    return torch.softmax(scores.masked_fill(real, float("-inf")), dim=-1)
+
+
+def _padding_filled_with_zero(scores, source_lengths):
+    real = _real_words(scores, source_lengths)
+    return torch.softmax(scores.masked_fill(~real, 0.0), dim=-1)
+
+
+def _padding_zeroed_after_softmax(scores, source_lengths):
+    return torch.softmax(scores, dim=-1) * _real_words(scores, source_lengths)
+
+
+def _one_position_too_many(scores, source_lengths):
+    positions = torch.arange(scores.shape[-1])
+    allowed = positions[None, :] <= source_lengths[:, None]  # j <= length
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+
+
+def _masked_over_batch(scores, source_lengths):
+    real = _real_words(scores, source_lengths)
+    return torch.softmax(scores.masked_fill(~real, float("-inf")), dim=0)
+
+
+def _softmax_over_batch(scores, source_lengths):
+    return torch.softmax(scores, dim=0)
+
+
+OVER_THE_BATCH = (
+    "it matches a softmax over the sentences of the batch (dim=0): normalise over the source "
+    "positions, dim=-1"
+)
+
+MASKED_ATTENTION_WEIGHTS = Exercise(
+    grade_id="ex2_2_masked_attention_weights",
+    notebook=NOTEBOOK,
+    signature="masked_attention_weights(scores, source_lengths)",
+    docstring=(
+        "Softmax of scores (B, m) over positions j < source_lengths[b], source_lengths (B,); "
+        "pad positions get weight 0."
+    ),
+    reference=masked_attention_weights,
+    cases=_masked_weights_cases,
+    judge=close("weights", atol=1e-6, rtol=1e-5),
+    hint=(
+        "mark which positions are real words (position < length), give the others a score whose "
+        "exponential is 0, then softmax over the source positions"
+    ),
+    code_hint=(
+        "mask = torch.arange(scores.shape[-1])[None, :] < source_lengths[:, None]; "
+        'return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)'
+    ),
+    mistakes=(
+        Mistake(
+            "it matches a softmax over every position: you are attending to padding; fill the "
+            "scores at j >= length with -inf before the softmax",
+            _padding_attended,
+        ),
+        Mistake(
+            "it matches an inverted mask: the real words were filled with -inf, so the weight "
+            "went to the padding and a sentence without padding became 0/0 = NaN; True = may "
+            "attend = a real word (j < length), so fill where the mask is False: "
+            "masked_fill(~mask, -inf)",
+            _mask_inverted,
+        ),
+        Mistake(
+            "it matches padded scores set to 0: they still get weight exp(0); fill them with -inf "
+            "(or a huge negative number) instead",
+            _padding_filled_with_zero,
+        ),
+        Mistake(
+            "it matches zeroing the padding after the softmax, so the real words no longer sum "
+            "to 1: mask the scores before the softmax",
+            _padding_zeroed_after_softmax,
+        ),
+        Mistake(
+            "it matches one padding position too many attended: positions 0 … length-1 are "
+            "real, so keep j < length (not j <= length)",
+            _one_position_too_many,
+        ),
+        Mistake(OVER_THE_BATCH, _masked_over_batch),
+        Mistake(OVER_THE_BATCH, _softmax_over_batch),
+    ),
+    forbidden=("course_utils.softmax.masked_softmax",),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 2.3 one Bahdanau decoder step
+
+
+def _step_cases(generator: torch.Generator) -> list[Case]:
+    def step_case(name, lengths, positions, embed_dim, key_dim, hidden_dim, attention_dim):
+        lengths = torch.as_tensor(lengths)
+        batch = len(lengths)
+        module_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation; global RNG untouched
+            torch.manual_seed(module_seed)
+            attention = AdditiveAttention(hidden_dim, key_dim, attention_dim)
+            cell = nn.GRUCell(embed_dim + key_dim, hidden_dim)
+        arguments = (
+            torch.randn(batch, hidden_dim, generator=generator),  # previous_state s_{i-1}
+            torch.randn(batch, embed_dim, generator=generator),  # previous_embedding y_{i-1}
+            torch.randn(batch, positions, key_dim, generator=generator),  # encoder_states h
+            padding_mask(lengths, positions),  # source_mask, True = a real word
+            ModuleInput(
+                "course_utils.alignment.AdditiveAttention",
+                (hidden_dim, key_dim, attention_dim),
+                attention.state_dict(),
+            ),
+            ModuleInput("torch.nn.GRUCell", (embed_dim + key_dim, hidden_dim), cell.state_dict()),
         )
-        expected_state = cell(
-            torch.cat([previous_embedding, expected_context], dim=-1), previous_state
-        )
-        if not _same(weights, expected_weights):
-            _, weights_from_new_state = attention(
-                state, encoder_states, encoder_states, source_mask
-            )
-            learner.expect(
-                not _same(weights, weights_from_new_state),
-                "the weights were scored with the new state s_i: Bahdanau scores with s_{i-1}, "
-                "the state *before* this step, then feeds the context into the GRU",
-            )
-            _, unmasked = attention(previous_state, encoder_states, encoder_states)
-            learner.expect(
-                not _same(weights, unmasked),
-                "padding positions get weight: you are attending to padding. Pass source_mask "
-                "to attention(...)",
-            )
-        learner.expect(
-            bool((weights[~source_mask].abs() < 1e-6).all()),
-            "padding positions must get weight 0: pass source_mask to attention(...)",
-        )
-        learner.expect_close(
-            weights, expected_weights, "weights differ from attention(previous_state, ...)"
-        )
-        learner.expect_close(
-            context,
-            expected_context,
-            "context differs: c_i = Σ_j α_ij h_j (what attention returns)",
-        )
-        if _same(state, previous_state):
-            learner.expect(
-                False, "the state did not change: return the new state s_i from the cell"
-            )
-        swapped = cell(torch.cat([expected_context, previous_embedding], dim=-1), previous_state)
-        if _same(state, swapped):
-            learner.expect(
-                False,
-                "the GRU input is [c_i; y_{i-1}]: concatenate the embedding first, then the "
-                "context, [y_{i-1}; c_i], the order the cell was trained with",
-            )
-        learner.expect_close(
-            state,
-            expected_state,
-            "state differs from s_i = cell([y_{i-1}; c_i], s_{i-1}): concatenate the embedding "
-            "first, then the context, and pass s_{i-1} as the hidden state",
-        )
+        return Case(name, arguments)
+
+    random_lengths = torch.randint(1, 10, (16,), generator=generator)
+    random_lengths[0] = 9
+    return [
+        step_case("B=3, m=5, lengths [5, 2, 4], E=6, K=8, H=5, A=7", [5, 2, 4], 5, 6, 8, 5, 7),
+        step_case("B=3, m=6, lengths [6, 2, 4], E=5, K=8, H=7, A=6", [6, 2, 4], 6, 5, 8, 7, 6),
+        step_case("a single source word (m=1), B=2, E=3, K=4, H=5, A=3", [1, 1], 1, 3, 4, 5, 3),
+        step_case("no padding, B=4, m=5, E=4, K=H=6, A=5", [5, 5, 5, 5], 5, 4, 6, 6, 5),
+        step_case("a batch of one, length 3 of m=7, E=6, K=5, H=4, A=8", [3], 7, 6, 5, 4, 8),
+        step_case(
+            "larger batch B=16, m=9, random lengths, E=8, K=10, H=12, A=9",
+            random_lengths,
+            9,
+            8,
+            10,
+            12,
+            9,
+        ),
+    ]
+
+
+def _state_first_with_no_context(
+    previous_state, previous_embedding, encoder_states, source_mask, attention, cell
+):
+    # runs the cell before attending (with a zero context), then scores with the new state s_i
+    no_context = encoder_states.new_zeros(encoder_states.shape[0], encoder_states.shape[-1])
+    state = cell(torch.cat([previous_embedding, no_context], dim=-1), previous_state)
+    context, weights = attention(state, encoder_states, encoder_states, source_mask)
+    return state, context, weights
+
+
+def _rescored_with_new_state(
+    previous_state, previous_embedding, encoder_states, source_mask, attention, cell
+):
+    state, _, _ = bahdanau_step(
+        previous_state, previous_embedding, encoder_states, source_mask, attention, cell
+    )
+    context, weights = attention(state, encoder_states, encoder_states, source_mask)
+    return state, context, weights
+
+
+def _step_with_mask(mask_given_to_attention, embedding_first=True, keep_hidden=True):
+    """A decoder step whose attention gets ``mask_given_to_attention(source_mask)``."""
+
+    def step(previous_state, previous_embedding, encoder_states, source_mask, attention, cell):
+        mask = mask_given_to_attention(source_mask)
+        if mask is NOT_APPLICABLE:
+            return NOT_APPLICABLE
+        context, weights = attention(previous_state, encoder_states, encoder_states, mask)
+        parts = [previous_embedding, context] if embedding_first else [context, previous_embedding]
+        gru_input = torch.cat(parts, dim=-1)
+        state = cell(gru_input, previous_state) if keep_hidden else cell(gru_input)
+        return state, context, weights
+
+    return step
+
+
+def _no_mask(source_mask):
+    # without padding, forgetting the mask changes nothing
+    return NOT_APPLICABLE if bool(source_mask.all()) else None
+
+
+def _inverted(source_mask):
+    return ~source_mask
+
+
+def _as_given(source_mask):
+    return source_mask
+
+
+def _step_results(reorder):
+    def step(*arguments):
+        state, context, weights = bahdanau_step(*arguments)
+        previous_state = arguments[0]
+        return reorder(previous_state, state, context, weights)
+
+    return step
+
+
+WRONG_ORDER = "it matches the results in the wrong order: return (state, context, weights)"
+NEW_STATE = (
+    "it matches weights scored with the new state s_i: Bahdanau scores with s_{i-1}, the state "
+    "before this step, and only then feeds the context into the GRU"
+)
+
+BAHDANAU_STEP = Exercise(
+    grade_id="ex2_3_bahdanau_step",
+    notebook=NOTEBOOK,
+    signature=(
+        "bahdanau_step(previous_state, previous_embedding, encoder_states, source_mask, "
+        "attention, cell)"
+    ),
+    docstring=(
+        "One decoder step: returns (s_i, c_i, α_i) from s_{i-1} (B, H), y_{i-1} (B, E), "
+        "encoder states (B, m, K).\n"
+        "\n"
+        "source_mask (B, m) is True for real words; attention(query, keys, values, mask) returns\n"
+        "(context (B, K), weights (B, m)); cell is a GRUCell with input size E + K and hidden size H."
+    ),
+    reference=bahdanau_step,
+    cases=_step_cases,
+    judge=close("state", "context", "weights", atol=1e-5, rtol=1e-5),
+    hint=(
+        "attend with the state from before this step; the GRU then reads the previous word's "
+        "embedding followed by the context"
+    ),
+    code_hint=(
+        "context, weights = attention(previous_state, encoder_states, encoder_states, "
+        "source_mask); state = cell(torch.cat([previous_embedding, context], dim=-1), "
+        "previous_state); return state, context, weights"
+    ),
+    mistakes=(
+        Mistake(NEW_STATE, _state_first_with_no_context),
+        Mistake(NEW_STATE, _rescored_with_new_state),
+        Mistake(
+            "it matches attention without source_mask: you are attending to padding; pass "
+            "source_mask to attention(...)",
+            _step_with_mask(_no_mask),
+        ),
+        Mistake(
+            "it matches an inverted mask: only padding gets weight; source_mask is True for real "
+            "words (True = may attend), so pass it as it is",
+            _step_with_mask(_inverted),
+        ),
+        Mistake(
+            "it matches the GRU input concatenated context first, [c_i; y_{i-1}]: put the "
+            "embedding first, torch.cat([previous_embedding, context], dim=-1), the order the "
+            "cell was built for",
+            _step_with_mask(_as_given, embedding_first=False),
+        ),
+        Mistake(
+            "it matches a GRU cell called without s_{i-1} (it then starts from zeros): pass "
+            "previous_state as the cell's hidden state, cell(input, previous_state)",
+            _step_with_mask(_as_given, keep_hidden=False),
+        ),
+        Mistake(
+            "it matches returning the previous state: return the new state s_i from the cell",
+            _step_results(lambda previous, state, context, weights: (previous, context, weights)),
+        ),
+        Mistake(
+            WRONG_ORDER,
+            _step_results(lambda previous, state, context, weights: (context, state, weights)),
+        ),
+        Mistake(
+            WRONG_ORDER,
+            _step_results(lambda previous, state, context, weights: (state, weights, context)),
+        ),
+    ),
+)
+
+EXERCISES = (ADDITIVE_SCORE, MASKED_ATTENTION_WEIGHTS, BAHDANAU_STEP)

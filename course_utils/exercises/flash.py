@@ -1,8 +1,4 @@
-"""Visible checks for notebook 07 (flash attention tiling).
-
-Each check compares the learner's function with the course reference and, where a classic
-mistake gives a recognisable wrong answer, computes that wrong answer too and names the mistake.
-"""
+"""Exercises of notebook 07 (flash attention tiling): online softmax, tiled forward, causal tiles, dS."""
 
 from __future__ import annotations
 
@@ -10,128 +6,190 @@ import math
 
 import torch
 
-from course_utils.checks import LearnerFunction, register
-from course_utils.flash import TILE_FULL, TILE_PARTIAL, TILE_SKIP, online_softmax_stats, tile_kind
+from course_utils.exercises.judge import close, describe
+from course_utils.exercises.soft_weights import SOFTMAX_SHORTCUTS
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.flash import (
+    TILE_FULL,
+    TILE_PARTIAL,
+    TILE_SKIP,
+    flash_attention,
+    online_softmax_stats,
+    score_gradient,
+    tile_kind,
+)
 
-# ----------------------------------------------------------------------------------------------
-# ex7_1: online softmax statistics
+NOTEBOOK = "07_flash_attention_tiling"
+ATTENTION_SHORTCUTS = (
+    *SOFTMAX_SHORTCUTS,
+    "torch.nn.functional.scaled_dot_product_attention",
+    "course_utils.flash.naive_attention",
+    "course_utils.flash.flash_attention",
+    "course_utils.flash.flash_attention_forward",
+    "course_utils.flash_fast.flash_attention",
+    "course_utils.flash_fast.flash_attention_forward",
+    "course_utils.dot_product.scaled_dot_product_attention",
+)
 
 
-def _stats_without_rescale(scores: torch.Tensor, block_size: int) -> torch.Tensor:
-    """The classic bug: l += Σ exp(s − m_new) without multiplying the old l by exp(m_old − m_new)."""
+def _blocks(scores: torch.Tensor, block_size: int) -> list[torch.Tensor]:
+    return [
+        scores[..., start : start + block_size] for start in range(0, scores.shape[-1], block_size)
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# 7.1 online softmax statistics
+
+
+_NEAR_1000 = [[-1000.0, 998.0, 1000.0, 0.0, 999.5], [3.0, -999.0, 1000.0, 1000.0, -2.0]]
+
+
+def _online_softmax_cases(generator: torch.Generator) -> list[Case]:
+    def randn(*shape, dtype=torch.float64):
+        return torch.randn(*shape, generator=generator, dtype=dtype)
+
+    rising = randn(4, 11) + torch.linspace(0, 8, 11, dtype=torch.float64)  # max moves every block
+    early_peak = randn(3, 10) * 2
+    early_peak[:, 1] += 20.0  # the row max sits in the first block, far above the last block's
+    return [
+        Case("(4, 11) scores rising along the row, block_size=3 (ragged last block)", (rising, 3)),
+        Case("(3, 10) scores peaking in the first block, block_size=4", (early_peak, 4)),
+        Case("(2, 3, 8) scores, block_size=8 (one block)", (randn(2, 3, 8) * 3, 8)),
+        Case("(3, 6) scores, block_size=1 (one column at a time)", (randn(3, 6) * 2, 1)),
+        Case("(5, 7) float32 scores, block_size=20 (wider than the row)", (randn(5, 7, dtype=torch.float32) * 2, 20)),
+        Case("one row of 9 scores (shape (9,)), block_size=4", (randn(9) * 2, 4)),
+        Case("scores near ±1000, block_size=2", (torch.tensor(_NEAR_1000, dtype=torch.float64), 2)),
+    ]  # fmt: skip
+
+
+def _stats_with_mistake(scores, block_size, rescale=True, running_max=True):
+    """The online statistics with one classic mistake switched on (what that mistaken code returns)."""
     row_max = torch.full(scores.shape[:-1], -math.inf, dtype=scores.dtype)
     row_sum = torch.zeros_like(row_max)
-    for start in range(0, scores.shape[-1], block_size):
-        block = scores[..., start : start + block_size]
-        row_max = torch.maximum(row_max, block.amax(-1))
-        row_sum = row_sum + torch.exp(block - row_max[..., None]).sum(-1)
-    return row_sum
+    for block in _blocks(scores, block_size):
+        new_max = torch.maximum(row_max, block.amax(-1)) if running_max else block.amax(-1)
+        correction = torch.exp(row_max - new_max) if rescale else 1.0
+        row_sum = row_sum * correction + torch.exp(block - new_max[..., None]).sum(-1)
+        row_max = new_max
+    return row_max, row_sum
 
 
-def _stats_block_max_only(scores: torch.Tensor, block_size: int) -> torch.Tensor:
-    """The other bug: each block's sum is taken relative to that block's own max, never rescaled."""
-    row_sum = torch.zeros(scores.shape[:-1], dtype=scores.dtype)
-    for start in range(0, scores.shape[-1], block_size):
-        block = scores[..., start : start + block_size]
-        row_sum = row_sum + torch.exp(block - block.amax(-1, keepdim=True)).sum(-1)
-    return row_sum
-
-
-@register("ex7_1_online_softmax", calls="online_softmax_stats(scores, block_size)")
-def _check_online_softmax(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(71)
-    # Increasing scores make the maximum move in every block: forgetting to rescale shows up.
-    scores = torch.randn(3, 10, generator=generator, dtype=torch.float64) + torch.linspace(
-        0, 6, 10, dtype=torch.float64
+def _stats_own_block_max(scores, block_size):
+    row_sum = sum(
+        torch.exp(block - block.amax(-1, keepdim=True)).sum(-1)
+        for block in _blocks(scores, block_size)
     )
-    block_size = 4  # 10 = 4 + 4 + 2: a ragged last block
-    result = learner(scores, block_size)
-    learner.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        "return a pair (row_max, row_sum), e.g. `return row_max, row_sum`",
-    )
-    row_max, row_sum = result
-    learner.expect_tensor(row_max, shape=(3,), what="row_max (one per row)")
-    learner.expect_tensor(row_sum, shape=(3,), what="row_sum (one per row)")
-    dropped_max, dropped_sum = online_softmax_stats(scores[:, :8], block_size)
-    if torch.allclose(row_sum.detach().double(), dropped_sum, rtol=1e-6):
-        learner.expect(
-            False,
-            "the last, shorter block (columns 8-9 of 10) is missing: loop with "
-            "range(0, n, block_size) and slice [start : start + block_size]",
-        )
-    last_block_max = scores[:, 8:].amax(-1)
-    if not torch.allclose(last_block_max, scores.amax(-1)) and torch.allclose(
-        row_max.detach().double(), last_block_max
-    ):
-        learner.expect(
-            False,
-            "row_max is the last block's max: keep a running max, m = max(m, block.amax(-1))",
-        )
-    learner.expect_close(
-        row_max, scores.amax(-1), "row_max differs from the row maximum over ALL blocks"
-    )
-    expected_max, expected_sum = online_softmax_stats(scores, block_size)
-    for wrong, mistake in (
-        (
-            _stats_without_rescale(scores, block_size),
-            "you add each block's sum without rescaling the old sum: multiply l by "
+    return scores.amax(-1), row_sum
+
+
+def _stats_without_last_short_block(scores, block_size):
+    whole_blocks = scores.shape[-1] - scores.shape[-1] % block_size
+    if not 0 < whole_blocks < scores.shape[-1]:
+        return NOT_APPLICABLE  # no shorter last block to lose
+    return online_softmax_stats(scores[..., :whole_blocks], block_size)
+
+
+def _stats_exp_without_shift(scores, block_size):
+    row_max = scores.amax(-1)
+    row_sum = sum(torch.exp(block).sum(-1) for block in _blocks(scores, block_size))
+    return row_max, row_sum
+
+
+ONLINE_SOFTMAX = Exercise(
+    grade_id="ex7_1_online_softmax",
+    notebook=NOTEBOOK,
+    signature="online_softmax_stats(scores, block_size)",
+    docstring=(
+        "Row max m and normaliser l = Σ_j exp(s_j − m) of `scores` (..., n), one pass over key blocks.\n"
+        "\n"
+        "Blocks are `block_size` columns wide (the last may be shorter).\n"
+        "Returns (row_max, row_sum), each of shape (...)."
+    ),
+    reference=online_softmax_stats,
+    cases=_online_softmax_cases,
+    judge=close("row_max", "row_sum", atol=1e-6, rtol=1e-6),
+    hint=(
+        "keep a running max and a running sum over the blocks; whenever the max grows, re-express "
+        "the old sum relative to the new max before adding the block's own sum"
+    ),
+    code_hint=(
+        "m = full(scores.shape[:-1], -inf); l = zeros_like(m); for start in range(0, n, block_size): "
+        "block = scores[..., start : start + block_size]; new = maximum(m, block.amax(-1)); "
+        "l = l * exp(m - new) + exp(block - new[..., None]).sum(-1); m = new"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches adding each block's sum without rescaling the old sum: multiply l by "
             "exp(m_old − m_new) whenever the max grows",
+            lambda scores, block_size: _stats_with_mistake(scores, block_size, rescale=False),
         ),
-        (
-            _stats_block_max_only(scores, block_size),
-            "each block's sum is relative to that block's own max: rescale every sum to the "
-            "running max, l = l·exp(m_old − m_new) + Σ exp(s − m_new)",
+        Mistake(
+            "it matches each block's sum relative to that block's own max: rescale every sum to "
+            "the running max, l = l·exp(m_old − m_new) + Σ exp(s − m_new)",
+            _stats_own_block_max,
         ),
+        Mistake(
+            "it matches m = the current block's max: keep a running max, "
+            "m_new = max(m_old, block.amax(-1))",
+            lambda scores, block_size: _stats_with_mistake(scores, block_size, running_max=False),
+        ),
+        Mistake(
+            "it matches statistics of the last block only: keep a running max and sum across all "
+            "blocks",
+            lambda scores, block_size: online_softmax_stats(
+                _blocks(scores, block_size)[-1], block_size
+            ),
+        ),
+        Mistake(
+            "it matches the last, shorter block is missing: loop with range(0, n, block_size) and "
+            "slice [start : start + block_size]",
+            _stats_without_last_short_block,
+        ),
+        Mistake(
+            "it matches exp(s) without subtracting the max: scores near 1000 overflow; "
+            "exponentiate s − m with m the running max",
+            _stats_exp_without_shift,
+        ),
+    ),
+    forbidden=(*SOFTMAX_SHORTCUTS, "torch.logsumexp", "torch.Tensor.logsumexp"),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 7.2 tiled forward (no mask)
+
+
+def _tiled_cases(generator: torch.Generator) -> list[Case]:
+    def attention_inputs(
+        name, leading, n_q, n_k, dim, value_dim, block_q, block_k, dtype=torch.float64, scale=2.0
     ):
-        if torch.allclose(row_sum.detach().double(), wrong, rtol=1e-6):
-            learner.expect(False, mistake)
-    learner.expect_close(
-        row_sum,
-        expected_sum,
-        "row_sum should be Σ_j exp(s_j − m) with m the final row max (the two-pass normaliser)",
+        q = torch.randn(*leading, n_q, dim, generator=generator, dtype=dtype) * scale
+        k = torch.randn(*leading, n_k, dim, generator=generator, dtype=dtype) * scale
+        v = torch.randn(*leading, n_k, value_dim, generator=generator, dtype=dtype)
+        return Case(name, (q, k, v, block_q, block_k))
+
+    large = attention_inputs(
+        "float32 scores above 150, blocks 2 × 3", (2,), 5, 8, 4, 3, 2, 3, torch.float32, 0.5
     )
-
-    one_pass = (
-        torch.exp(scores - row_max.detach().double()[:, None]) / row_sum.detach().double()[:, None]
-    )
-    learner.expect_close(
-        one_pass,
-        torch.softmax(scores, dim=-1),
-        "exp(s − m) / l from your statistics does not equal the two-pass softmax",
-    )
-
-    for other_block in (1, 25):  # one column at a time, and a block wider than the row
-        other_max, other_sum = learner(scores, other_block)
-        learner.expect_close(
-            other_sum,
-            expected_sum,
-            f"with block_size={other_block} the sum changes: the result must not depend on the "
-            "block size (is the last, shorter block included? range(0, n, block_size))",
-        )
-
-    huge = torch.tensor([[1000.0, 0.0, 999.0, -5.0, 1001.0]], dtype=torch.float64)
-    huge_max, huge_sum = learner(huge, 2)
-    learner.expect(
-        isinstance(huge_sum, torch.Tensor) and bool(torch.isfinite(huge_sum).all()),
-        "scores of 1000 overflow: exponentiate s − m (the running max), never s itself",
-    )
-    learner.expect_close(
-        huge_sum,
-        online_softmax_stats(huge, 2)[1],
-        "with scores near 1000 the sum is wrong: rescale with exp(m_old − m_new)",
-    )
+    q, k, _, _, _ = large.args
+    q[..., 0], k[..., 0] = 18.0, 18.0  # s_ij >= (324 − |rest|) / 2 > 150: exp(s) overflows float32
+    return [
+        attention_inputs("(B=2, 9 queries, d=8), 14 keys, blocks 4 × 5 (ragged)", (2,), 9, 14, 8, 3, 4, 5),
+        attention_inputs("blocks larger than n: (1, 6 queries), 5 keys, blocks 32 × 32", (1,), 6, 5, 4, 4, 32, 32, scale=1.0),
+        attention_inputs("block_q = block_k = 1: (3, 5 queries), 7 keys", (3,), 5, 7, 6, 2, 1, 1),
+        attention_inputs("batch × heads (2, 3, 7 queries, d=4), 10 keys, blocks 3 × 4", (2, 3), 7, 10, 4, 5, 3, 4),
+        large,
+        attention_inputs("float32 (2, 16 queries, d=16), 24 keys, blocks 8 × 8", (2,), 16, 24, 16, 8, 8, 8, torch.float32, 1.0),
+    ]  # fmt: skip
 
 
-# ----------------------------------------------------------------------------------------------
-# ex7_2: tiled forward (non-causal)
+def _tiled_reference(q, k, v, block_q, block_k):
+    """flash_attention without a mask, with the exercise's argument order."""
+    return flash_attention(q, k, v, False, block_q, block_k)
 
 
-def tiled_with_mistakes(q, k, v, block_q, block_k, scale=True, rescale_acc=True):
-    """Tiled attention with one deliberate mistake switched on, to recognise it in an answer.
-
-    Shared by the visible checks here and the grader's hidden tests (course_utils.grade.hidden.flash).
-    """
+def tiled_with_mistakes(q, k, v, block_q, block_k, scale=True, rescale_acc=True, shift=True):
+    """The tiled forward with one deliberate mistake switched on (what that mistaken code returns)."""
     factor = 1.0 / math.sqrt(q.shape[-1]) if scale else 1.0
     out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype)
     for q_start in range(0, q.shape[-2], block_q):
@@ -142,190 +200,260 @@ def tiled_with_mistakes(q, k, v, block_q, block_k, scale=True, rescale_acc=True)
         for k_start in range(0, k.shape[-2], block_k):
             scores = queries @ k[..., k_start : k_start + block_k, :].transpose(-2, -1) * factor
             new_max = torch.maximum(row_max, scores.amax(-1, keepdim=True))
+            if not shift:
+                new_max = torch.zeros_like(new_max)
             probabilities = torch.exp(scores - new_max)
-            correction = torch.exp(row_max - new_max)
+            correction = torch.exp(row_max - new_max) if shift else 1.0
             row_sum = row_sum * correction + probabilities.sum(-1, keepdim=True)
-            acc = (acc * correction if rescale_acc else acc) + probabilities @ v[
-                ..., k_start : k_start + block_k, :
-            ]
+            acc = acc * (correction if rescale_acc else 1.0)
+            acc = acc + probabilities @ v[..., k_start : k_start + block_k, :]
             row_max = new_max
         out[..., q_start : q_start + block_q, :] = acc / row_sum
     return out
 
 
-def _reference_attention(q, k, v, dim=-1):
+def _tiled_unpacking_three_dims(q, k, v, block_q, block_k):
+    batch, n_q, dim = q.shape  # raises for (B, H, n, d), as the learner's code would
+    return NOT_APPLICABLE
+
+
+def _tiled_without_max(q, k, v, block_q, block_k):
+    out = tiled_with_mistakes(q, k, v, block_q, block_k, shift=False)
+    return NOT_APPLICABLE if bool(torch.isfinite(out).all()) else out
+
+
+def _softmax_over_queries(q, k, v, block_q, block_k):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    return torch.softmax(scores, dim=dim) @ v
+    return torch.softmax(scores, dim=-2) @ v
 
 
-@register("ex7_2_tiled_attention", calls="tiled_attention(q, k, v, block_q, block_k)")
-def _check_tiled_attention(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(72)
-    # Spread-out scores so that the running max changes between key blocks.
-    q = torch.randn(2, 10, 8, generator=generator, dtype=torch.float64) * 2
-    k = torch.randn(2, 13, 8, generator=generator, dtype=torch.float64) * 2
-    v = torch.randn(2, 13, 5, generator=generator, dtype=torch.float64)
-    out = learner(q, k, v, 4, 5)  # 10 = 4+4+2 queries, 13 = 5+5+3 keys: ragged last blocks
-    learner.expect_tensor(out, shape=(2, 10, 5), what="output (batch, n_queries, d_v)")
-    expected = _reference_attention(q, k, v)
-    candidates = (
-        (
-            tiled_with_mistakes(q, k, v, 4, 5, scale=False),
-            "scores are not divided by √d: s = q·k / √d",
+def _first_n_q_keys_only(q, k, v, block_q, block_k):
+    n_q = q.shape[-2]
+    if k.shape[-2] <= n_q:
+        return NOT_APPLICABLE
+    return _tiled_reference(q, k[..., :n_q, :], v[..., :n_q, :], block_q, block_k)
+
+
+TILED_ATTENTION = Exercise(
+    grade_id="ex7_2_tiled_attention",
+    notebook=NOTEBOOK,
+    signature="tiled_attention(q, k, v, block_q, block_k)",
+    docstring=(
+        "softmax(Q Kᵀ / √d) V computed tile by tile.\n"
+        "\n"
+        "q (..., n_q, d), k (..., n_k, d), v (..., n_k, d_v): any leading batch and head\n"
+        "dimensions, e.g. (B, n, d) or (B, H, n, d). Returns the output (..., n_q, d_v)."
+    ),
+    reference=_tiled_reference,
+    cases=_tiled_cases,
+    judge=close("output", atol=1e-5, rtol=1e-5),
+    hint=(
+        "for each block of queries keep a running max, sum and output accumulator over the key "
+        "blocks; rescale both when the max grows, and divide by the sum only after the last block"
+    ),
+    code_hint=(
+        "per query block: m = full((*queries.shape[:-1], 1), -inf), l = 0, acc = 0; per key block: "
+        "s = queries @ keys.transpose(-2, -1) / √d; new = maximum(m, s.amax(-1, keepdim=True)); "
+        "p = exp(s - new); c = exp(m - new); l = l * c + p.sum(-1, keepdim=True); "
+        "acc = acc * c + p @ values; m = new; after the loop out[..., rows, :] = acc / l"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches unpacking q.shape into three names (B, n_q, d): q may have more leading "
+            "dimensions, (..., n_q, d); use q.shape[-2] and q.shape[-1] and slice q[..., start:stop, :]",
+            _tiled_unpacking_three_dims,
         ),
-        (
-            tiled_with_mistakes(q, k, v, 4, 5, rescale_acc=False),
-            "the accumulated output is not rescaled: multiply acc by exp(m_old − m_new) too, "
-            "not only the sum l",
+        Mistake(
+            "it matches scores not divided by √d: s = q·k / √d",
+            lambda q, k, v, bq, bk: tiled_with_mistakes(q, k, v, bq, bk, scale=False),
         ),
-        (
-            _reference_attention(q, k, v, dim=-2),
-            "weights sum to 1 over the queries: did you softmax over the query axis? "
-            "Normalise each query's row over the keys",
+        Mistake(
+            "it matches the accumulated output is not rescaled: multiply acc by exp(m_old − m_new) "
+            "too, not only the sum l",
+            lambda q, k, v, bq, bk: tiled_with_mistakes(q, k, v, bq, bk, rescale_acc=False),
         ),
-        (
-            _reference_attention(q, k[:, :10], v[:, :10]),
-            "only the first 10 keys are used: loop over all key blocks up to n_keys "
-            "(k.shape[-2]), not n_queries",
+        Mistake(
+            "it matches exp(s) without subtracting the running max: large scores give inf/NaN; "
+            "exponentiate s − m, with m the running max",
+            _tiled_without_max,
         ),
-    )
-    for wrong, mistake in candidates:
-        if wrong.shape == out.shape and torch.allclose(out.detach().double(), wrong, atol=1e-6):
-            learner.expect(False, mistake)
-    learner.expect_close(
-        out,
-        expected,
-        "output differs from softmax(Q Kᵀ / √d) V: check the running max/sum updates and that "
-        "you divide acc by l once, after the last key block",
-        atol=1e-6,
-    )
+        Mistake(
+            "it matches weights that sum to 1 over the query axis: normalise each query's row over "
+            "the keys",
+            _softmax_over_queries,
+        ),
+        Mistake(
+            "it matches using only the first n_queries keys: loop over all key blocks up to "
+            "k.shape[-2], not q.shape[-2]",
+            _first_n_q_keys_only,
+        ),
+    ),
+    forbidden=ATTENTION_SHORTCUTS,
+)
 
-    square = torch.randn(1, 6, 4, generator=generator, dtype=torch.float64)
-    whole = learner(square, square, square, 16, 16)  # blocks larger than n: one tile
-    learner.expect_tensor(whole, shape=(1, 6, 4), what="output with blocks larger than n")
-    learner.expect_close(
-        whole,
-        _reference_attention(square, square, square),
-        "with block sizes larger than n the result is wrong: slicing past the end is fine, "
-        "but the last block must not be dropped",
-        atol=1e-6,
-    )
-    single = learner(q, k, v, 1, 1)  # one query, one key at a time
-    learner.expect_close(
-        single, expected, "with block_q = block_k = 1 the result changes", atol=1e-6
-    )
-    big = torch.tensor([[[30.0, 0.0], [0.0, 30.0]]], dtype=torch.float64)
-    stable = learner(big, big, big, 1, 1)
-    learner.expect(
-        isinstance(stable, torch.Tensor) and bool(torch.isfinite(stable).all()),
-        "large scores give inf/NaN: exponentiate s − m, with m the running max",
-    )
+# --------------------------------------------------------------------------------------------------
+# 7.3 causal tile kinds
 
-
-# ----------------------------------------------------------------------------------------------
-# ex7_3: which tiles a causal mask lets us skip
-
-_TILE_CASES = [
-    # (q_start, q_stop, k_start, k_stop)
-    (0, 4, 0, 4),  # diagonal tile: partial
-    (4, 8, 0, 4),  # below the diagonal: full
-    (0, 4, 4, 8),  # above: skip
-    (4, 8, 4, 8),  # diagonal: partial
-    (4, 8, 8, 12),  # above: skip
-    (4, 8, 0, 5),  # last key 4 <= first query 4: full (the diagonal element is visible)
-    (4, 8, 7, 9),  # key 7 visible to query 7 only: partial
-    (4, 8, 8, 9),  # first key 8 after last query 7: skip
-    (8, 12, 0, 8),  # full
-    (0, 1, 0, 1),  # a single element on the diagonal: full
-    (3, 4, 0, 8),  # one query row across the diagonal: partial
-    (0, 8, 3, 4),  # one key column across the diagonal: partial
+TILE_KINDS = (TILE_FULL, TILE_PARTIAL, TILE_SKIP)
+TILE_RULE = (
+    "with query i seeing key j iff j <= i, a tile is 'skip' when its first key k_start comes after "
+    "its last query q_stop − 1, 'full' when its last key k_stop − 1 is at or before its first "
+    "query q_start, and 'partial' otherwise"
+)
+# Each row: (q_start, q_stop, k_start, k_stop), what the tile shows. Cases shift them by a random offset.
+_TILES = [
+    (0, 4, 0, 4, "diagonal, square"),
+    (4, 8, 0, 4, "below the diagonal"),
+    (0, 4, 4, 8, "above the diagonal"),
+    (5, 10, 0, 6, "last key == first query"),
+    (5, 10, 0, 7, "two keys hidden from the first query"),
+    (5, 10, 10, 12, "first key right after the last query"),
+    (5, 10, 9, 12, "one key visible to the last query only"),
+    (7, 8, 7, 8, "a single pair on the diagonal"),
+    (2, 3, 3, 4, "a single pair just above the diagonal"),
+    (3, 4, 0, 8, "one query row across the diagonal"),
+    (0, 8, 5, 6, "one key column across the diagonal"),
+    (8, 12, 0, 8, "a wide tile below the diagonal"),
 ]
 
 
-@register("ex7_3_causal_tile_kind", calls="causal_tile_kind(q_start, q_stop, k_start, k_stop)")
-def _check_causal_tile_kind(learner: LearnerFunction) -> None:
-    allowed = {TILE_FULL, TILE_PARTIAL, TILE_SKIP}
-    answers = {}
-    for case in _TILE_CASES:
-        answer = learner(*case)
-        learner.expect(
-            answer in allowed,
-            f"causal_tile_kind{case} returned {answer!r}: return one of 'full', 'partial', 'skip'",
+def _tile_cases(generator: torch.Generator) -> list[Case]:
+    cases = []
+    for q_start, q_stop, k_start, k_stop, what in _TILES:
+        offset = int(torch.randint(0, 4, (), generator=generator)) * 16  # same shape, elsewhere
+        tile = (q_start + offset, q_stop + offset, k_start + offset, k_stop + offset)
+        cases.append(
+            Case(f"queries [{tile[0]}, {tile[1]}) × keys [{tile[2]}, {tile[3]}): {what}", tile)
         )
-        answers[case] = answer
-    transposed = all(
-        answers[case] == tile_kind(case[2], case[3], case[0], case[1], True) for case in _TILE_CASES
-    )
-    if transposed:
-        learner.expect(
-            False,
-            "your tiles are mirrored (upper triangle kept): query i may attend key j iff j <= i, "
-            "so tiles whose keys come AFTER the queries are skipped",
-        )
-    for case in _TILE_CASES:
-        expected = tile_kind(*case, True)
-        q_start, q_stop, k_start, k_stop = case
-        if answers[case] != expected:
-            hint = ""
-            if expected == TILE_FULL and answers[case] == TILE_PARTIAL:
-                hint = (
-                    " (stops are exclusive: the last key is k_stop − 1; a tile is full when "
-                    "k_stop − 1 <= q_start)"
-                )
-            elif expected == TILE_SKIP:
-                hint = " (a tile is skipped when its first key k_start is after its last query q_stop − 1)"
-            elif expected == TILE_PARTIAL:
-                hint = " (some keys are visible to some queries: the diagonal crosses this tile)"
-            learner.expect(
-                False,
-                f"queries [{q_start}, {q_stop}) × keys [{k_start}, {k_stop}) should be "
-                f"{expected!r}, got {answers[case]!r}{hint}",
-            )
-        learner.expectations_met += 1
+    return cases
 
 
-# ----------------------------------------------------------------------------------------------
-# ex7_4: gradient of the scores, the heart of the backward pass
+def _causal_tile_kind(q_start, q_stop, k_start, k_stop):
+    """tile_kind with the causal rule, with the exercise's arguments."""
+    return tile_kind(q_start, q_stop, k_start, k_stop, causal=True)
 
 
-@register("ex7_4_score_gradient", calls="score_gradient(weights, values, out, grad_out)")
-def _check_score_gradient(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(74)
-    scores = torch.randn(2, 5, 7, generator=generator, dtype=torch.float64, requires_grad=True)
-    values = torch.randn(2, 7, 3, generator=generator, dtype=torch.float64)
-    grad_out = torch.randn(2, 5, 3, generator=generator, dtype=torch.float64)
-    weights = torch.softmax(scores, dim=-1)
-    out = weights @ values
-    (expected,) = torch.autograd.grad(out, scores, grad_out)
-    weights, out = weights.detach(), out.detach()
+def _tile_kind_judge(actual, expected) -> str | None:
+    if not isinstance(actual, str):
+        return f"should return one of 'full', 'partial', 'skip', got {describe(actual)}"
+    if actual not in TILE_KINDS:
+        return "returned a string other than 'full', 'partial', 'skip'"
+    if actual == expected:
+        return None
+    return f"wrong tile kind: {TILE_RULE}"
 
-    grad_scores = learner(weights, values, out, grad_out)
-    learner.expect_tensor(
-        grad_scores, shape=(2, 5, 7), what="grad of the scores (like the weights)"
-    )
+
+CAUSAL_TILE_KIND = Exercise(
+    grade_id="ex7_3_causal_tile_kind",
+    notebook=NOTEBOOK,
+    signature="causal_tile_kind(q_start, q_stop, k_start, k_stop)",
+    docstring=(
+        "'skip', 'full' or 'partial' for queries [q_start, q_stop) × keys [k_start, k_stop) under j <= i."
+    ),
+    reference=_causal_tile_kind,
+    cases=_tile_cases,
+    judge=_tile_kind_judge,
+    hint=(
+        "a tile is skipped when every key comes after every query, full when every key is at or "
+        "before every query, partial otherwise; the stops are exclusive"
+    ),
+    code_hint=(
+        "if k_start > q_stop - 1: return 'skip'; if k_stop - 1 <= q_start: return 'full'; "
+        "return 'partial'"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches the mirrored rule (upper triangle kept): query i may attend key j iff "
+            "j <= i, so tiles whose keys come AFTER the queries are skipped",
+            lambda q0, q1, k0, k1: tile_kind(k0, k1, q0, q1, causal=True),
+        ),
+        Mistake(
+            "it matches treating the stops as the last index: stops are exclusive, the last query "
+            "is q_stop − 1 and the last key k_stop − 1",
+            lambda q0, q1, k0, k1: tile_kind(q0, q1 + 1, k0, k1 + 1, causal=True),
+        ),
+    ),
+    forbidden=(
+        "course_utils.flash.tile_kind",
+        "course_utils.flash.tile_schedule",
+        "course_utils.flash.count_tiles",
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 7.4 the gradient of the scores
+
+
+def _gradient_cases(generator: torch.Generator) -> list[Case]:
+    def gradient_inputs(name, leading, n_q, n_k, value_dim, dtype=torch.float64):
+        scores = torch.randn(*leading, n_q, n_k, generator=generator, dtype=dtype) * 2
+        values = torch.randn(*leading, n_k, value_dim, generator=generator, dtype=dtype)
+        grad_out = torch.randn(*leading, n_q, value_dim, generator=generator, dtype=dtype)
+        weights = torch.softmax(scores, dim=-1)
+        return Case(name, (weights, values, weights @ values, grad_out))
+
+    return [
+        gradient_inputs("(2, 5 queries, 7 keys), d_v=3", (2,), 5, 7, 3),
+        gradient_inputs("batch × heads (3, 2, 4 queries, 6 keys), d_v=5", (3, 2), 4, 6, 5),
+        gradient_inputs("a single key (2, 4 queries, 1 key), d_v=3", (2,), 4, 1, 3),
+        gradient_inputs("a single query (1, 1 query, 12 keys), d_v=2", (1,), 1, 12, 2),
+        gradient_inputs("square (2, 6 queries, 6 keys), d_v=4", (2,), 6, 6, 4),
+        gradient_inputs("float32 (4, 16 queries, 16 keys), d_v=8", (4,), 16, 16, 8, torch.float32),
+    ]
+
+
+def _delta_unweighted(weights, values, out, grad_out):
     grad_weights = grad_out @ values.transpose(-2, -1)
-    for wrong, mistake in (
-        (
-            weights * grad_weights,
-            "you forgot to subtract D_i = dO_i · O_i: dS = P ∘ (dP − D), the softmax Jacobian "
-            "has a −P Pᵀ part",
+    return weights * (grad_weights - grad_weights.sum(-1, keepdim=True))
+
+
+def _delta_without_keepdim(weights, values, out, grad_out):
+    grad_weights = grad_out @ values.transpose(-2, -1)
+    delta = (grad_out * out).sum(dim=-1)  # (..., n_q): broadcasts against the KEY axis
+    return weights * (grad_weights - delta)
+
+
+SCORE_GRADIENT = Exercise(
+    grade_id="ex7_4_score_gradient",
+    notebook=NOTEBOOK,
+    signature="score_gradient(weights, values, out, grad_out)",
+    docstring=(
+        "dL/dS for O = softmax(S) V, given P = weights, V, O and dO: dS = P ∘ (dO Vᵀ − D), D_i = dO_i · O_i.\n"
+        "\n"
+        "weights (..., n_q, n_k), values (..., n_k, d_v), out and grad_out (..., n_q, d_v).\n"
+        "Returns dS, shaped like weights."
+    ),
+    reference=score_gradient,
+    cases=_gradient_cases,
+    judge=close("grad_scores", atol=1e-5, rtol=1e-5),
+    hint=(
+        "first the gradient of the weights; then, per query row, subtract the weights-averaged "
+        "value of that gradient (which equals dO_i · O_i) and multiply by the weights"
+    ),
+    code_hint=(
+        "grad_weights = grad_out @ values.transpose(-2, -1); "
+        "delta = (grad_out * out).sum(dim=-1, keepdim=True); return weights * (grad_weights - delta)"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches dS = P ∘ dP: you forgot to subtract D_i = dO_i · O_i, dS = P ∘ (dP − D)",
+            lambda weights, values, out, grad_out: weights * (grad_out @ values.transpose(-2, -1)),
         ),
-        (grad_weights, "that is dP = dO Vᵀ: multiply by P and subtract D, dS = P ∘ (dP − D)"),
-        (
-            weights * (grad_weights - grad_weights.sum(-1, keepdim=True)),
-            "D_i is Σ_j P_ij dP_ij = dO_i · O_i, not Σ_j dP_ij: weight the row sum by P",
+        Mistake(
+            "it matches dP = dO Vᵀ: multiply by P and subtract D, dS = P ∘ (dP − D)",
+            lambda weights, values, out, grad_out: grad_out @ values.transpose(-2, -1),
         ),
-    ):
-        if torch.allclose(grad_scores.detach().double(), wrong, atol=1e-8):
-            learner.expect(False, mistake)
-    learner.expect_close(
-        grad_scores,
-        expected,
-        "dS differs from autograd's gradient: dS = P ∘ (dO Vᵀ − D) with D_i = dO_i · O_i",
-        atol=1e-8,
-    )
-    column_sums = grad_scores.detach().double().sum(-1)
-    learner.expect(
-        bool(torch.allclose(column_sums, torch.zeros_like(column_sums), atol=1e-8)),
-        "each row of dS should sum to 0 (softmax is unchanged by adding a constant to a row)",
-    )
+        Mistake(
+            "it matches D_i = Σ_j dP_ij: D_i is Σ_j P_ij dP_ij = dO_i · O_i, weight the row sum by P",
+            _delta_unweighted,
+        ),
+        Mistake(
+            "it matches D summed without keepdim=True: D has one number per query row and must keep "
+            "its last axis, (grad_out * out).sum(dim=-1, keepdim=True), to broadcast over the keys",
+            _delta_without_keepdim,
+        ),
+    ),
+    forbidden=("torch.autograd.grad", "torch.Tensor.backward"),
+)
+
+EXERCISES = (ONLINE_SOFTMAX, TILED_ATTENTION, CAUSAL_TILE_KIND, SCORE_GRADIENT)

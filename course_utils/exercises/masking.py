@@ -1,4 +1,4 @@
-"""Visible checks for notebook 05 (masking). Masks are boolean, True = may attend."""
+"""Exercises of notebook 05 (masking). Masks are boolean, True = may attend."""
 
 from __future__ import annotations
 
@@ -6,186 +6,325 @@ import math
 
 import torch
 
-from course_utils.checks import LearnerFunction, register
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.exercises.judge import close
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
 from course_utils.masks import causal_mask, padding_mask
 
+NOTEBOOK = "05_masking"
+INVERTED = "it matches the inverted mask: True must mean 'may attend'"
 
-def _same_mask(actual, expected: torch.Tensor) -> bool:
-    return (
-        isinstance(actual, torch.Tensor)
-        and actual.shape == expected.shape
-        and bool((actual.bool() == expected).all())
+
+def _random_int(generator: torch.Generator, low: int, high: int) -> int:
+    """An int in [low, high), drawn from ``generator``."""
+    return int(torch.randint(low, high, (1,), generator=generator))
+
+
+# --------------------------------------------------------------------------------------------------
+# 5.1 causal mask
+
+
+def _causal_mask_cases(generator: torch.Generator) -> list[Case]:
+    sizes = [5, 1, 2, 3, 8, 17, _random_int(generator, 4, 30)]
+    return [Case(f"n={n}", (n,)) for n in sizes]
+
+
+CAUSAL_MASK = Exercise(
+    grade_id="ex5_1_causal_mask",
+    notebook=NOTEBOOK,
+    signature="make_causal_mask(n)",
+    docstring="(n, n) bool, True on and below the diagonal: query i may attend keys 0 … i.",
+    reference=causal_mask,
+    cases=_causal_mask_cases,
+    judge=close("mask"),
+    hint=(
+        "query i (row) may attend key j (column) exactly when j ≤ i: the lower triangle of an "
+        "n × n grid, diagonal included, as booleans"
+    ),
+    code_hint=(
+        "torch.ones(n, n, dtype=torch.bool).tril(), or "
+        "torch.arange(n)[None, :] <= torch.arange(n)[:, None]"
+    ),
+    mistakes=(
+        Mistake(
+            f"{INVERTED} (the diagonal and below); you built the 'ignore' mask that "
+            "torch.nn.MultiheadAttention's attn_mask uses",
+            lambda n: ~causal_mask(n),
+        ),
+        Mistake(
+            "it matches the upper triangle: row i is query i, column j key j, and query i may "
+            "attend keys j <= i (tril, not triu)",
+            lambda n: causal_mask(n).T,
+        ),
+        Mistake(
+            "it matches a mask without the diagonal: each token may attend to itself "
+            "(tril(), not tril(-1))",
+            lambda n: causal_mask(n).tril(-1),
+        ),
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 5.2 padding mask
+
+
+def _padding_mask_cases(generator: torch.Generator) -> list[Case]:
+    settings = [
+        ("lengths [3, 5, 1], max_len=6", [3, 5, 1], 6),
+        ("lengths [2, 2], max_len=2 (no padding)", [2, 2], 2),
+        ("lengths [2, 4, 1], max_len=4", [2, 4, 1], 4),
+        ("lengths [3], max_len=6 (padding after the longest)", [3], 6),
+        ("a zero length among [0, 5, 2], max_len=5", [0, 5, 2], 5),
+        ("8 sequences of length 1..8, max_len=8", list(range(1, 9)), 8),
+    ]
+    max_len = _random_int(generator, 2, 12)
+    random_lengths = torch.randint(0, max_len + 1, (4,), generator=generator).tolist()
+    settings.append(
+        (f"random lengths {random_lengths}, max_len={max_len}", random_lengths, max_len)
     )
+    return [Case(name, (torch.tensor(lengths), max_len)) for name, lengths, max_len in settings]
 
 
-def _expect_bool_mask(learner: LearnerFunction, mask, shape: tuple, what: str) -> torch.Tensor:
-    learner.expect_tensor(mask, shape=shape, what=what)
-    learner.expect(
-        mask.dtype == torch.bool,
-        f"{what} should be a bool tensor (True = may attend), got dtype {mask.dtype}: "
-        "compare with `<` / `>=` or call .bool(), a 0/1 float mask is a different convention",
-    )
-    return mask
+def _off_by_one(lengths, max_len):
+    return torch.arange(max_len)[None, :] <= lengths[:, None]
 
 
-@register("ex5_1_causal_mask", calls="make_causal_mask(n)")
-def _check_causal_mask(learner: LearnerFunction) -> None:
-    for n in (5, 1):
-        expected = causal_mask(n)
-        mask = learner(n)
-        if isinstance(mask, torch.Tensor) and mask.shape == expected.shape:
-            if n > 1 and _same_mask(mask, ~expected):
-                learner.expect(
-                    False,
-                    "mask meaning inverted: True must mean 'may attend' (the diagonal and below); "
-                    "you built the 'ignore' mask that torch.nn.MultiheadAttention's attn_mask uses",
-                )
-            if n > 1 and _same_mask(mask, expected.T):
-                learner.expect(
-                    False,
-                    "this is the upper triangle: row i is query i, column j key j, and query i may "
-                    "attend keys j <= i — use torch.tril",
-                )
-            if n > 1 and _same_mask(mask, expected.tril(-1)):
-                learner.expect(
-                    False,
-                    "the diagonal is missing: each token may attend to itself (tril, not tril(-1))",
-                )
-        _expect_bool_mask(learner, mask, (n, n), f"make_causal_mask({n})")
-        learner.expect(
-            _same_mask(mask, expected),
-            f"make_causal_mask({n}) should be True exactly where key j <= query i",
-        )
+PADDING_MASK = Exercise(
+    grade_id="ex5_2_padding_mask",
+    notebook=NOTEBOOK,
+    signature="make_padding_mask(lengths, max_len)",
+    docstring=(
+        "(batch, max_len) bool, True for real tokens (position < length).\n"
+        "\n"
+        "lengths: a 1-D integer tensor with one length per sequence, each at most max_len."
+    ),
+    reference=padding_mask,
+    cases=_padding_mask_cases,
+    judge=close("mask"),
+    hint=(
+        "position j of sequence b is a real token exactly when j < length_b: make that one "
+        "comparison for every (sequence, position) pair at once by broadcasting"
+    ),
+    code_hint="torch.arange(max_len)[None, :] < lengths[:, None]",
+    mistakes=(
+        Mistake(
+            "it matches a (max_len, batch) mask: return (batch, max_len), one row per sequence",
+            lambda lengths, max_len: padding_mask(lengths, max_len).T,
+        ),
+        Mistake(
+            f"{INVERTED}, so True marks the real tokens; you built key_padding_mask's convention, "
+            "where True marks padding to ignore",
+            lambda lengths, max_len: ~padding_mask(lengths, max_len),
+        ),
+        Mistake(
+            "it matches position <= length, off by one: positions 0 … length-1 are real, so use "
+            "position < length",
+            _off_by_one,
+        ),
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 5.3 masked attention
 
 
-@register("ex5_2_padding_mask", calls="make_padding_mask(lengths, max_len)")
-def _check_padding_mask(learner: LearnerFunction) -> None:
-    lengths = torch.tensor([3, 5, 1])
-    expected = padding_mask(lengths, 6)
-    mask = learner(lengths, 6)
-    if isinstance(mask, torch.Tensor):
-        if _same_mask(mask, expected.T):
-            learner.expect(False, "mask is (max_len, batch): return (batch, max_len)")
-        if _same_mask(mask, ~expected):
-            learner.expect(
-                False,
-                "mask meaning inverted: True must mark the real tokens (may attend); you built "
-                "key_padding_mask's convention, where True marks padding to ignore",
-            )
-        if _same_mask(mask, padding_mask(lengths + 1, 6)):
-            learner.expect(
-                False,
-                "off by one: positions 0 … length-1 are real, so use position < length, not <=",
-            )
-    _expect_bool_mask(learner, mask, (3, 6), "make_padding_mask([3, 5, 1], 6)")
-    learner.expect(
-        _same_mask(mask, expected),
-        "make_padding_mask([3, 5, 1], 6) should be True at positions 0 … length-1 of each row",
-    )
-    full = learner(torch.tensor([2, 2]), 2)
-    _expect_bool_mask(learner, full, (2, 2), "make_padding_mask([2, 2], 2)")
-    learner.expect(_same_mask(full, torch.ones(2, 2, dtype=torch.bool)), "no padding: all True")
+def _masked_attention_cases(generator: torch.Generator) -> list[Case]:
+    def randn(*shape, dtype=torch.float32, scale=1.0):
+        return torch.randn(*shape, generator=generator, dtype=dtype) * scale
+
+    padded = padding_mask(torch.tensor([3, 5]), 5)[:, None, :].repeat(1, 4, 1)
+    padded[1, 3] = False  # sequence 1, query 3 may attend nothing
+    with_empty_row = causal_mask(4).clone()
+    with_empty_row[2] = False  # query 2 may attend nothing
+    f64 = torch.float64
+    settings = [
+        (
+            "padding (2, 4, 5) with one fully masked query, d=8 (float64)",
+            (randn(2, 4, 8, dtype=f64), randn(2, 5, 8, dtype=f64), randn(2, 5, 3, dtype=f64)),
+            padded,
+        ),
+        ("causal mask, n=5, d=4", (randn(5, 4), randn(5, 4), randn(5, 4)), causal_mask(5)),
+        (
+            "padding mask (3, 1, 7) broadcast over 4 queries (float64)",
+            (randn(3, 4, 6, dtype=f64), randn(3, 7, 6, dtype=f64), randn(3, 7, 2, dtype=f64)),
+            padding_mask(torch.tensor([7, 3, 5]), 7)[:, None, :],
+        ),
+        ("a fully masked query row, n=4", (randn(4, 3), randn(4, 3), randn(4, 3)), with_empty_row),
+        (
+            "every key masked, n=4",
+            (randn(4, 3), randn(4, 3), randn(4, 3)),
+            torch.zeros(4, 4, dtype=torch.bool),
+        ),
+        (
+            "large scores (entries ×20) with a causal mask",
+            (randn(2, 6, 8, scale=20.0), randn(2, 6, 8, scale=20.0), randn(2, 6, 3)),
+            causal_mask(6),
+        ),
+    ]
+    return [Case(name, (*tensors, mask)) for name, tensors, mask in settings]
 
 
-@register("ex5_3_masked_attention", calls="masked_attention(queries, keys, values, mask)")
-def _check_masked_attention(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(53)
-    queries = torch.randn(2, 4, 8, generator=generator, dtype=torch.float64)
-    keys = torch.randn(2, 5, 8, generator=generator, dtype=torch.float64)
-    values = torch.randn(2, 5, 3, generator=generator, dtype=torch.float64)
-    # Sequence 0: keys 0-2 real; sequence 1: all real, but query 3 may attend nothing.
-    mask = padding_mask(torch.tensor([3, 5]), 5)[:, None, :].repeat(1, 4, 1)
-    mask[1, 3] = False
-    expected_output, expected_weights = scaled_dot_product_attention(queries, keys, values, mask)
-
-    result = learner(queries, keys, values, mask)
-    learner.expect(
-        isinstance(result, tuple) and len(result) == 2, "return the pair (output, weights)"
-    )
-    output, weights = result
-    learner.expect_tensor(weights, shape=(2, 4, 5), what="weights", allow_nan=True)
-    learner.expect_tensor(output, shape=(2, 4, 3), what="output", allow_nan=True)
-    weights, output = weights.detach().to(torch.float64), output.detach().to(torch.float64)
-    partial_rows = mask.any(dim=-1)  # rows with at least one key to attend
-
-    if torch.isnan(weights[~partial_rows]).any() or torch.isnan(output[~partial_rows]).any():
-        learner.expect(
-            False,
-            "a query whose keys are all masked gives NaN: softmax of a row of -inf is 0/0. "
-            "Set such rows to zero weights (e.g. torch.where(mask.any(-1, keepdim=True), w, 0))",
-        )
-    inverted = scaled_dot_product_attention(queries, keys, values, ~mask)[1]
-    if torch.allclose(weights[partial_rows].nan_to_num(0.0), inverted[partial_rows], atol=1e-6):
-        learner.expect(
-            False,
-            "mask meaning inverted: True = may attend, so fill the scores where mask is False "
-            "(scores.masked_fill(~mask, -inf))",
-        )
-    learner.expect(
-        bool((weights[partial_rows] * ~mask[partial_rows]).abs().max() < 1e-12),
-        "masked keys got non-zero weight: attending to padding. Fill masked scores with -inf "
-        "before the softmax",
-    )
-    row_sums = weights[partial_rows].sum(dim=-1)
-    if (row_sums < 1 - 1e-6).any():
-        learner.expect(
-            False,
-            "rows sum to less than 1: you zeroed the masked weights after the softmax without "
-            "renormalising; mask the scores before the softmax instead",
-        )
-    if torch.allclose(weights[~partial_rows], torch.full_like(weights[~partial_rows], 0.2)):
-        learner.expect(
-            False,
-            "a fully masked row got uniform weights 1/m: a finite fill value (-1e9, finfo.min) "
-            "makes all masked keys equally likely; such rows must be all zeros",
-        )
-    unscaled = torch.softmax(
-        (queries @ keys.transpose(-2, -1)).masked_fill(~mask, float("-inf")), dim=-1
-    )
-    if torch.allclose(weights[partial_rows], unscaled[partial_rows], atol=1e-6):
-        learner.expect(False, "you forgot the 1/√d scaling of the scores (d = 8)")
-    learner.expect_close(
-        weights,
-        expected_weights,
-        "weights differ from softmax(Q Kᵀ / √d) over the allowed keys, zero rows where none is",
-    )
-    learner.expect_close(output, expected_output, "output differs: it is weights @ values")
-    learner.expect(math.isfinite(float(output.abs().sum())), "output contains inf or NaN")
+def _has_empty_row(mask) -> bool:
+    return bool((~mask.any(dim=-1)).any())
 
 
-@register("ex5_4_combined_mask", calls="combined_mask(lengths, n)")
-def _check_combined_mask(learner: LearnerFunction) -> None:
-    lengths = torch.tensor([2, 4, 3])
-    n = 4
-    causal = causal_mask(n)
-    keys_real = padding_mask(lengths, n)
-    expected = causal[None, :, :] & keys_real[:, None, :]
-    mask = learner(lengths, n)
-    if isinstance(mask, torch.Tensor) and mask.shape == expected.shape:
-        if _same_mask(mask, causal[None, :, :] | keys_real[:, None, :]):
-            learner.expect(
-                False,
-                "you combined the masks with OR: a key may be attended only if it is in the past "
-                "AND real, so use &",
-            )
-        if _same_mask(mask, causal[None, :, :] & keys_real[:, :, None]):
-            learner.expect(
-                False,
-                "the padding mask is applied to the queries (rows): padding marks keys we may not "
-                "attend, so broadcast it over the key axis, padding[:, None, :]",
-            )
-        if _same_mask(mask, causal.expand_as(expected)):
-            learner.expect(
-                False, "padding is missing: combine the causal mask with the key padding"
-            )
-        if _same_mask(mask, keys_real[:, None, :].expand_as(expected)):
-            learner.expect(False, "the causal part is missing: query i may not attend keys j > i")
-        if _same_mask(mask, ~expected):
-            learner.expect(False, "mask meaning inverted: True must mean 'may attend'")
-    _expect_bool_mask(learner, mask, (3, n, n), "combined_mask([2, 4, 3], 4)")
-    learner.expect(
-        _same_mask(mask, expected),
-        "mask should be causal[None] & padding[:, None, :] — True where key j <= query i and key "
-        "j is a real token",
-    )
+def _scores(queries, keys):
+    return queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])  # s_ij = q_i·k_j / √d
+
+
+def _minus_inf_without_empty_rows(queries, keys, values, mask):
+    if not _has_empty_row(mask):
+        return NOT_APPLICABLE
+    weights = torch.softmax(_scores(queries, keys).masked_fill(~mask, float("-inf")), dim=-1)
+    return weights @ values, weights
+
+
+def _finite_fill(queries, keys, values, mask):
+    if not _has_empty_row(mask):
+        return NOT_APPLICABLE
+    weights = torch.softmax(_scores(queries, keys).masked_fill(~mask, -1e9), dim=-1)
+    return weights @ values, weights
+
+
+def _zeroed_after_softmax(queries, keys, values, mask):
+    weights = torch.softmax(_scores(queries, keys), dim=-1) * mask
+    return weights @ values, weights
+
+
+def _unscaled(queries, keys, values, mask):
+    return scaled_dot_product_attention(queries * math.sqrt(queries.shape[-1]), keys, values, mask)
+
+
+MASKED_ATTENTION = Exercise(
+    grade_id="ex5_3_masked_attention",
+    notebook=NOTEBOOK,
+    signature="masked_attention(queries, keys, values, mask)",
+    docstring=(
+        "softmax over allowed keys of Q Kᵀ / √d, zero rows where no key is allowed. "
+        "Returns (output, weights).\n"
+        "\n"
+        "queries (..., n, d), keys (..., m, d), values (..., m, d_v); mask bool (True = may\n"
+        "attend), broadcastable to the (..., n, m) scores. output (..., n, d_v), weights (..., n, m)."
+    ),
+    reference=scaled_dot_product_attention,
+    cases=_masked_attention_cases,
+    judge=close("output", "weights"),
+    hint=(
+        "hide the forbidden keys from the softmax so they get exactly zero weight, and give a "
+        "query with no allowed key all-zero weights instead of 0/0"
+    ),
+    code_hint=(
+        'scores.masked_fill(~mask, float("-inf")), softmax, then '
+        "torch.where(mask.any(-1, keepdim=True), weights, 0)"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches filling with -inf but leaving fully masked rows alone: the softmax of a "
+            "row of -inf is 0/0 = NaN; give such rows zero weights "
+            "(torch.where(mask.any(-1, keepdim=True), weights, 0))",
+            _minus_inf_without_empty_rows,
+        ),
+        Mistake(
+            "it matches a finite fill value (-1e9, finfo.min): a fully masked row then gets "
+            "uniform weights 1/m on masked keys; such rows must be all zeros",
+            _finite_fill,
+        ),
+        Mistake(
+            "it matches zeroing the masked weights after the softmax without renormalising: "
+            "mask the scores before the softmax instead",
+            _zeroed_after_softmax,
+        ),
+        Mistake(
+            f"{INVERTED}, so fill the scores where mask is False (scores.masked_fill(~mask, -inf))",
+            lambda queries, keys, values, mask: scaled_dot_product_attention(
+                queries, keys, values, ~mask
+            ),
+        ),
+        Mistake(
+            "it matches unscaled scores: divide Q Kᵀ by √d, d the query/key size",
+            _unscaled,
+        ),
+        Mistake(
+            "it matches ignoring the mask, attending to padding: fill the masked scores with "
+            "-inf before the softmax",
+            lambda queries, keys, values, mask: scaled_dot_product_attention(queries, keys, values),
+        ),
+    ),
+    forbidden=(
+        "torch.nn.functional.scaled_dot_product_attention",
+        "course_utils.softmax.masked_softmax",
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 5.4 padding and causality together
+
+
+def combined_mask_reference(lengths, n):
+    """(batch, n, n): causal[None] & keys_real[:, None, :]."""
+    return causal_mask(n)[None, :, :] & padding_mask(lengths, n)[:, None, :]
+
+
+def _combined_mask_cases(generator: torch.Generator) -> list[Case]:
+    settings = [
+        ("lengths [2, 4, 3], n=4", [2, 4, 3], 4),
+        ("lengths [1], n=1", [1], 1),
+        ("lengths [6, 0, 3], n=6", [6, 0, 3], 6),
+        ("lengths [5, 5], n=5 (no padding)", [5, 5], 5),
+    ]
+    n = _random_int(generator, 3, 10)
+    random_lengths = torch.randint(0, n + 1, (3,), generator=generator).tolist()
+    settings.append((f"random lengths {random_lengths}, n={n}", random_lengths, n))
+    return [Case(name, (torch.tensor(lengths), n)) for name, lengths, n in settings]
+
+
+def _or_combined(lengths, n):
+    return causal_mask(n)[None, :, :] | padding_mask(lengths, n)[:, None, :]
+
+
+def _padding_on_queries(lengths, n):
+    return causal_mask(n)[None, :, :] & padding_mask(lengths, n)[:, :, None]
+
+
+COMBINED_MASK = Exercise(
+    grade_id="ex5_4_combined_mask",
+    notebook=NOTEBOOK,
+    signature="combined_mask(lengths, n)",
+    docstring=(
+        "(batch, n, n) bool: causal AND key is real.\n"
+        "\n"
+        "lengths: a 1-D integer tensor with one length per sequence, each at most n. Query i of\n"
+        "sequence b may attend key j when j <= i and j < lengths[b]."
+    ),
+    reference=combined_mask_reference,
+    cases=_combined_mask_cases,
+    judge=close("mask"),
+    hint=(
+        "a key may be attended when it is in the query's past AND a real token: combine an "
+        "(n, n) causal mask and a (batch, n) key mask, broadcasting over the missing axes"
+    ),
+    code_hint="causal[None, :, :] & keys_real[:, None, :], with keys_real a (batch, n) padding mask",
+    mistakes=(
+        Mistake(
+            "it matches combining the masks with OR: a key may be attended only if it is in the "
+            "past AND real, so use &",
+            _or_combined,
+        ),
+        Mistake(
+            "it matches applying the padding to the queries (rows): padding marks keys we may "
+            "not attend, so broadcast it over the key axis, padding[:, None, :]",
+            _padding_on_queries,
+        ),
+        Mistake(
+            "it matches the causal mask alone: combine it with the key padding",
+            lambda lengths, n: causal_mask(n).expand(len(lengths), n, n),
+        ),
+        Mistake(
+            "it matches the padding mask alone: query i may not attend keys j > i",
+            lambda lengths, n: padding_mask(lengths, n)[:, None, :].expand(len(lengths), n, n),
+        ),
+        Mistake(INVERTED, lambda lengths, n: ~combined_mask_reference(lengths, n)),
+    ),
+)
+
+EXERCISES = (CAUSAL_MASK, PADDING_MASK, MASKED_ATTENTION, COMBINED_MASK)

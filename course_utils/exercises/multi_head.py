@@ -1,4 +1,4 @@
-"""Visible checks for notebook 06 (multi-head attention)."""
+"""Exercises of notebook 06 (multi-head attention): split heads, merge heads, the whole layer."""
 
 from __future__ import annotations
 
@@ -6,197 +6,294 @@ import math
 
 import torch
 
-from course_utils.checks import LearnerFunction, register
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.exercises.judge import close
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.masks import padding_mask
 from course_utils.multihead import merge_heads, split_heads
 
-
-def _equal(actual, expected: torch.Tensor, atol: float = 1e-6) -> bool:
-    return (
-        isinstance(actual, torch.Tensor)
-        and actual.shape == expected.shape
-        and torch.allclose(actual.detach().to(expected.dtype), expected, atol=atol, rtol=1e-5)
-    )
+NOTEBOOK = "06_multi_head_attention"
 
 
-def _split_without_transpose(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """The classic mistake: the right shape, but heads cut across positions."""
+def _view_heads_first(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """The classic mistake x.view(B, H, n, d_h): the right shape, but heads cut across positions."""
     batch, length, embed_dim = x.shape
     return x.reshape(batch, num_heads, length, embed_dim // num_heads)
 
 
-@register("ex6_1_split_heads", calls="split_heads(x, num_heads)")
-def _check_split_heads(learner: LearnerFunction) -> None:
-    # batch 2, n = 3 positions, embed_dim 8, 2 heads of 4: n ≠ H so shape mistakes show.
-    x = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)
-    expected = split_heads(x, 2)
-    heads = learner(x, 2)
-    if isinstance(heads, torch.Tensor) and tuple(heads.shape) == (2, 3, 2, 4):
-        learner.expect(
-            False,
-            "shape (batch, n, heads, d_h): after the view, transpose the position and head axes "
-            "to get (batch, heads, n, d_h)",
-        )
-    learner.expect_tensor(heads, shape=(2, 2, 3, 4), what="split_heads(x, 2) of a (2, 3, 8) x")
-    if _equal(heads, _split_without_transpose(x, 2)):
-        learner.expect(
-            False,
-            "heads split in the wrong order: x.view(B, H, n, d_h) cuts the flat (n · E) memory "
-            "into H blocks, mixing positions into heads. Use x.view(B, n, H, d_h).transpose(1, 2)",
-        )
-    strided = x.reshape(2, 3, 4, 2).permute(0, 3, 1, 2)  # head h gets features h, h+H, h+2H, …
-    if _equal(heads, strided):
-        learner.expect(
-            False,
-            "head h should get the consecutive features h·d_h … (h+1)·d_h - 1, not every H-th "
-            "feature: view the last axis as (H, d_h), not (d_h, H)",
-        )
-    learner.expect_close(
-        heads,
-        expected,
-        "head h should hold features h·d_h … (h+1)·d_h - 1 of every position",
-        atol=0.0,
-        rtol=0.0,
-    )
-    four_heads = learner(x, 4)
-    if isinstance(four_heads, torch.Tensor) and tuple(four_heads.shape) == (2, 2, 3, 4):
-        learner.expect(False, "split_heads(x, 4) gave 2 heads: use the num_heads argument")
-    learner.expect_tensor(four_heads, shape=(2, 4, 3, 2), what="split_heads(x, 4)")
-    learner.expect_close(
-        four_heads, split_heads(x, 4), "wrong with num_heads=4: use the num_heads argument"
-    )
+# --------------------------------------------------------------------------------------------------
+# 6.1 split heads
 
 
-@register("ex6_2_merge_heads", calls="merge_heads(x)")
-def _check_merge_heads(learner: LearnerFunction) -> None:
-    heads = torch.arange(2 * 2 * 3 * 4, dtype=torch.float32).reshape(2, 2, 3, 4)  # B, H, n, d_h
-    expected = merge_heads(heads)
-    merged = learner(heads)
-    learner.expect_tensor(merged, shape=(2, 3, 8), what="merge_heads of a (2, 2, 3, 4) tensor")
-    if _equal(merged, heads.reshape(2, 3, 8)):
-        learner.expect(
-            False,
-            "you reshaped (B, H, n, d_h) straight to (B, n, E): transpose heads and positions "
-            "first, x.transpose(1, 2).reshape(B, n, H · d_h)",
-        )
-    learner.expect_close(
-        merged,
-        expected,
-        "position i should be the concatenation [head_0[i], head_1[i], …]",
-        atol=0.0,
-        rtol=0.0,
-    )
-    x = torch.randn(3, 5, 12, generator=torch.Generator().manual_seed(62))
-    learner.expect_close(
-        learner(split_heads(x, 3)), x, "merge_heads(split_heads(x, 3)) should give x back"
-    )
+def _split_heads_cases(generator: torch.Generator) -> list[Case]:
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    counting = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)  # entry = its index
+    return [
+        Case("x = arange, (2, 3, 8), 2 heads", (counting, 2)),
+        Case("x = arange, (2, 3, 8), 4 heads", (counting.clone(), 4)),
+        Case("x (2, 3, 8), 2 heads", (randn(2, 3, 8), 2)),
+        Case("x (1, 5, 12), 3 heads", (randn(1, 5, 12), 3)),
+        Case("x (3, 4, 6), 6 heads", (randn(3, 4, 6), 6)),
+        Case("x (2, 2, 10), 1 head", (randn(2, 2, 10), 1)),
+    ]
 
 
-def _reference_multi_head(query, key, value, weights, num_heads, mask=None, scale_dim=None):
-    query_weight, key_weight, value_weight, output_weight = weights
-    queries = split_heads(query @ query_weight.T, num_heads)
-    keys = split_heads(key @ key_weight.T, num_heads)
-    values = split_heads(value @ value_weight.T, num_heads)
-    if scale_dim is not None:  # rescale so that the 1/√d_h inside becomes 1/√scale_dim
-        queries = queries * math.sqrt(queries.shape[-1] / scale_dim)
-    heads, head_weights = scaled_dot_product_attention(queries, keys, values, mask)
-    return merge_heads(heads) @ output_weight.T, head_weights
+def _positions_still_first(x, num_heads):
+    batch, length, embed_dim = x.shape
+    return x.reshape(batch, length, num_heads, embed_dim // num_heads)
 
 
-@register(
-    "ex6_3_multi_head_attention",
-    calls="multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask)",
+def _strided_heads(x, num_heads):
+    batch, length, embed_dim = x.shape
+    return x.reshape(batch, length, embed_dim // num_heads, num_heads).permute(0, 3, 1, 2)
+
+
+def _always_two_heads(x, num_heads):
+    return NOT_APPLICABLE if num_heads == 2 else split_heads(x, 2)
+
+
+SPLIT_HEADS = Exercise(
+    grade_id="ex6_1_split_heads",
+    notebook=NOTEBOOK,
+    signature="split_heads(x, num_heads)",
+    docstring=(
+        "(B, n, E) -> (B, H, n, E // H), with H = num_heads and d_h = E // H.\n"
+        "\n"
+        "Head h holds features h·d_h … (h+1)·d_h - 1 of every position."
+    ),
+    reference=split_heads,
+    cases=_split_heads_cases,
+    judge=close("heads", atol=0.0, rtol=0.0),
+    hint=(
+        "cut each position's E features into H consecutive slices of d_h, then move the head "
+        "axis in front of the positions"
+    ),
+    code_hint="x.view(B, n, num_heads, E // num_heads).transpose(1, 2) — not x.view(B, num_heads, n, ...)",
+    mistakes=(
+        Mistake(
+            "it matches x.view(B, H, n, d_h): the right shape, but it cuts the flat (n · E) memory "
+            "into H blocks, mixing positions into heads; view (B, n, H, d_h), then transpose(1, 2)",
+            _view_heads_first,
+        ),
+        Mistake(
+            "it matches (B, n, H, d_h): after cutting the features, swap the position and head "
+            "axes to get (B, H, n, d_h)",
+            _positions_still_first,
+        ),
+        Mistake(
+            "it matches head h taking every H-th feature: head h holds the consecutive features "
+            "h·d_h … (h+1)·d_h - 1, so view the last axis as (H, d_h), not (d_h, H)",
+            _strided_heads,
+        ),
+        Mistake("it matches always 2 heads: use the num_heads argument", _always_two_heads),
+    ),
 )
-def _check_multi_head_attention(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(63)
-    batch, n, m, embed_dim, num_heads = 2, 4, 5, 12, 3
-    query = torch.randn(batch, n, embed_dim, generator=generator, dtype=torch.float64)
-    key = torch.randn(batch, m, embed_dim, generator=generator, dtype=torch.float64)
-    value = torch.randn(batch, m, embed_dim, generator=generator, dtype=torch.float64)
-    projection_weights = [
-        torch.randn(embed_dim, embed_dim, generator=generator, dtype=torch.float64)
-        / math.sqrt(embed_dim)
-        for _ in range(4)
+
+# --------------------------------------------------------------------------------------------------
+# 6.2 merge heads
+
+
+def _merge_heads_cases(generator: torch.Generator) -> list[Case]:
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    counting = torch.arange(2 * 2 * 3 * 4, dtype=torch.float32).reshape(2, 2, 3, 4)
+    return [
+        Case("x = arange, (2, 2, 3, 4)", (counting,)),
+        Case("split_heads of a (3, 5, 12) tensor into 3 heads", (split_heads(randn(3, 5, 12), 3),)),
+        Case("x (2, 2, 3, 4)", (randn(2, 2, 3, 4),)),
+        Case("x (1, 3, 5, 2)", (randn(1, 3, 5, 2),)),
+        Case("x (3, 1, 4, 6), one head", (randn(3, 1, 4, 6),)),
+        Case("x (2, 4, 1, 3), one position", (randn(2, 4, 1, 3),)),
     ]
-    expected_output, expected_weights = _reference_multi_head(
-        query, key, value, projection_weights, num_heads
-    )
 
-    result = learner(query, key, value, *projection_weights, num_heads, None)
-    learner.expect(
-        isinstance(result, tuple) and len(result) == 2, "return the pair (output, weights)"
-    )
-    output, weights = result
-    if isinstance(weights, torch.Tensor) and tuple(weights.shape) == (batch, n, m):
-        learner.expect(
-            False,
-            "weights have shape (batch, n, m): return the per-head weights (batch, heads, n, m), "
-            "do not average them over heads",
-        )
-    learner.expect_tensor(weights, shape=(batch, num_heads, n, m), what="weights (B, H, n, m)")
-    learner.expect_tensor(output, shape=(batch, n, embed_dim), what="output (B, n, E)")
 
-    transposed = [weight.T for weight in projection_weights]
-    known_mistakes = [
-        (
-            _reference_multi_head(query, key, value, transposed, num_heads)[1],
-            "projections use x @ W: nn.Linear's convention (used here) is y = x @ W.T",
+def _reshaped_without_transpose(x):
+    batch, num_heads, length, head_dim = x.shape
+    return x.reshape(batch, length, num_heads * head_dim)
+
+
+def _interleaved_heads(x):
+    batch, num_heads, length, head_dim = x.shape
+    return x.permute(0, 2, 3, 1).reshape(batch, length, num_heads * head_dim)
+
+
+MERGE_HEADS = Exercise(
+    grade_id="ex6_2_merge_heads",
+    notebook=NOTEBOOK,
+    signature="merge_heads(x)",
+    docstring=(
+        "(B, H, n, d_h) -> (B, n, H * d_h), the inverse of split_heads.\n"
+        "\n"
+        "Position i is the concatenation [head_0[i], head_1[i], …] of the heads' vectors."
+    ),
+    reference=merge_heads,
+    cases=_merge_heads_cases,
+    judge=close("merged", atol=0.0, rtol=0.0),
+    hint=(
+        "bring the positions back in front of the heads, then lay each position's H head vectors "
+        "side by side"
+    ),
+    code_hint="x.transpose(1, 2) gives (B, n, H, d_h); then .reshape(B, n, H * d_h)",
+    mistakes=(
+        Mistake(
+            "it matches reshaping (B, H, n, d_h) straight to (B, n, E): swap heads and positions "
+            "first, x.transpose(1, 2).reshape(B, n, H · d_h)",
+            _reshaped_without_transpose,
         ),
-        (
-            _reference_multi_head(
-                query, key, value, projection_weights, num_heads, scale_dim=embed_dim
-            )[1],
-            "you scaled by √embed_dim (√12): each head's scores are scaled by √d_h, d_h = E / H = 4",
+        Mistake(
+            "it matches interleaving the heads feature by feature: concatenate whole head vectors, "
+            "(B, n, H, d_h) -> (B, n, H · d_h), not (B, n, d_h, H)",
+            _interleaved_heads,
         ),
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 6.3 multi-head attention, functional
+
+
+def multi_head_reference(
+    query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None, split=split_heads
+):
+    """[head_1 ‖ … ‖ head_H] W_oᵀ with head_h = softmax(Q_h K_hᵀ / √d_h) V_h; nn.Linear's y = x Wᵀ."""
+    queries = split(query @ W_q.T, num_heads)  # (B, H, n, d_h)
+    keys = split(key @ W_k.T, num_heads)  # (B, H, m, d_h)
+    values = split(value @ W_v.T, num_heads)  # (B, H, m, d_h)
+    heads, weights = scaled_dot_product_attention(queries, keys, values, mask)
+    return merge_heads(heads) @ W_o.T, weights
+
+
+def _multi_head_cases(generator: torch.Generator) -> list[Case]:
+    settings = [
+        ("B=2, n=4, m=5, E=12, 3 heads, no mask", 2, 4, 5, 12, 3, None),
+        ("B=2, n=4, m=5, E=12, 3 heads, causal (n, m) mask", 2, 4, 5, 12, 3, "causal"),
+        ("B=2, n=3, m=5, E=8, 2 heads, no mask", 2, 3, 5, 8, 2, None),
+        ("B=1, n=m=6, E=12, 4 heads, causal mask", 1, 6, 6, 12, 4, "causal"),
+        ("B=3, n=4, m=7, E=6, 3 heads, key padding mask (B, 1, 1, m)", 3, 4, 7, 6, 3, "padding"),
+        ("B=2, n=m=5, E=10, 1 head, no mask", 2, 5, 5, 10, 1, None),
     ]
-    for wrong_weights, message in known_mistakes:
-        if _equal(weights, wrong_weights):
-            learner.expect(False, message)
-    wrong_order = scaled_dot_product_attention(
-        _split_without_transpose(query @ projection_weights[0].T, num_heads),
-        _split_without_transpose(key @ projection_weights[1].T, num_heads),
-        _split_without_transpose(value @ projection_weights[2].T, num_heads),
-    )[1]
-    if _equal(weights, wrong_order):
-        learner.expect(
-            False,
-            "heads split in the wrong order: view (B, n, H, d_h) then transpose(1, 2), "
-            "not view(B, H, n, d_h)",
-        )
-    learner.expect_close(
-        weights,
-        expected_weights,
-        "per-head weights differ: Q = split_heads(query @ W_q.T, H), same for K; "
-        "weights = softmax(Q Kᵀ / √d_h)",
-    )
-    without_output_projection = merge_heads(
-        scaled_dot_product_attention(
-            split_heads(query @ projection_weights[0].T, num_heads),
-            split_heads(key @ projection_weights[1].T, num_heads),
-            split_heads(value @ projection_weights[2].T, num_heads),
-        )[0]
-    )
-    if _equal(output, without_output_projection):
-        learner.expect(False, "the output projection is missing: return merge_heads(heads) @ W_o.T")
-    learner.expect_close(
-        output,
-        expected_output,
-        "weights are right but the output is not: merge_heads(weights @ V) @ W_o.T",
+    cases = []
+    for name, batch, n, m, embed_dim, num_heads, mask_kind in settings:
+        query = torch.randn(batch, n, embed_dim, generator=generator, dtype=torch.float64)
+        key = torch.randn(batch, m, embed_dim, generator=generator, dtype=torch.float64)
+        value = torch.randn(batch, m, embed_dim, generator=generator, dtype=torch.float64)
+        weights = [
+            torch.randn(embed_dim, embed_dim, generator=generator, dtype=torch.float64)
+            / math.sqrt(embed_dim)
+            for _ in range(4)
+        ]
+        if mask_kind == "causal":
+            mask = torch.ones(n, m, dtype=torch.bool).tril()  # query i may attend keys 0 … i
+        elif mask_kind == "padding":
+            lengths = torch.randint(1, m, (batch,), generator=generator)  # at least one pad key
+            mask = padding_mask(lengths, m)[:, None, None, :]
+        else:
+            mask = None
+        cases.append(Case(name, (query, key, value, *weights, num_heads, mask)))
+    return cases
+
+
+def _projected_with_w(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
+    return multi_head_reference(query, key, value, W_q.T, W_k.T, W_v.T, W_o.T, num_heads, mask)
+
+
+def _scaled_by_embed_dim(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
+    if num_heads == 1:
+        return NOT_APPLICABLE
+    # 1/√E instead of 1/√d_h: scale the queries by √(d_h / E) before the reference's 1/√d_h.
+    shrunk_query = query * math.sqrt(1 / num_heads)
+    return multi_head_reference(shrunk_query, key, value, W_q, W_k, W_v, W_o, num_heads, mask)
+
+
+def _heads_split_wrongly(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
+    if num_heads == 1:
+        return NOT_APPLICABLE
+    return multi_head_reference(
+        query, key, value, W_q, W_k, W_v, W_o, num_heads, mask, split=_view_heads_first
     )
 
-    mask = torch.ones(n, m, dtype=torch.bool).tril()  # query i may attend keys 0 … i
-    masked_output, masked_weights = learner(query, key, value, *projection_weights, num_heads, mask)
-    expected_masked_output, expected_masked_weights = _reference_multi_head(
-        query, key, value, projection_weights, num_heads, mask
-    )
-    learner.expect_tensor(masked_weights, shape=(batch, num_heads, n, m), what="masked weights")
-    if _equal(masked_weights, expected_weights):
-        learner.expect(False, "the mask is ignored: pass it to the attention of every head")
-    learner.expect(
-        bool((masked_weights.detach() * ~mask).abs().max() < 1e-12),
-        "weights on masked keys are not zero: True = may attend; did you invert the mask?",
-    )
-    learner.expect_close(
-        masked_weights, expected_masked_weights, "masked weights differ from the reference"
-    )
-    learner.expect_close(masked_output, expected_masked_output, "masked output differs")
+
+def _no_output_projection(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
+    identity = torch.eye(W_o.shape[0], dtype=W_o.dtype)
+    return multi_head_reference(query, key, value, W_q, W_k, W_v, identity, num_heads, mask)
+
+
+def _mask_ignored(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
+    if mask is None:
+        return NOT_APPLICABLE
+    return multi_head_reference(query, key, value, W_q, W_k, W_v, W_o, num_heads)
+
+
+def _mask_inverted(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
+    if mask is None:
+        return NOT_APPLICABLE
+    return multi_head_reference(query, key, value, W_q, W_k, W_v, W_o, num_heads, ~mask)
+
+
+def _weights_averaged(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
+    output, weights = multi_head_reference(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask)
+    return output, weights.mean(dim=1)
+
+
+MULTI_HEAD_ATTENTION = Exercise(
+    grade_id="ex6_3_multi_head_attention",
+    notebook=NOTEBOOK,
+    signature="multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None)",
+    docstring=(
+        "Project, split into heads, attend per head (scale √d_h), merge, project out. "
+        "Returns (output, weights).\n"
+        "\n"
+        "query (B, n, E); key and value (B, m, E); W_q, W_k, W_v, W_o (E, E) in nn.Linear's\n"
+        "convention y = x @ W.T (no bias); mask None or bool, True = may attend, broadcastable to\n"
+        "(B, H, n, m). output is (B, n, E) and weights (B, H, n, m), H = num_heads."
+    ),
+    reference=multi_head_reference,
+    cases=_multi_head_cases,
+    judge=close("output", "weights", atol=1e-6),
+    hint=(
+        "project with each weight matrix, cut the projections into heads, attend within each "
+        "head, then put the heads side by side again and project out"
+    ),
+    code_hint=(
+        "Q = reference.split_heads(query @ W_q.T, num_heads), same for K, V; "
+        "reference.scaled_dot_product_attention(Q, K, V, mask); reference.merge_heads(...) @ W_o.T"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches projecting with x @ W: nn.Linear's convention (used here) is y = x @ W.T",
+            _projected_with_w,
+        ),
+        Mistake(
+            "it matches scaling by √embed_dim: each head's scores are scaled by √d_h, d_h = E / H",
+            _scaled_by_embed_dim,
+        ),
+        Mistake(
+            "it matches heads split with view(B, H, n, d_h), which mixes positions into heads: "
+            "view (B, n, H, d_h), then transpose(1, 2)",
+            _heads_split_wrongly,
+        ),
+        Mistake(
+            "it matches leaving out the output projection: return merge_heads(heads) @ W_o.T",
+            _no_output_projection,
+        ),
+        Mistake(
+            "it matches ignoring the mask: pass it to the attention of every head",
+            _mask_ignored,
+        ),
+        Mistake(
+            "it matches the inverted mask: True = may attend (torch.nn.MultiheadAttention's "
+            "masks use the opposite)",
+            _mask_inverted,
+        ),
+        Mistake(
+            "it matches averaging the weights over heads: return the per-head weights (B, H, n, m)",
+            _weights_averaged,
+        ),
+    ),
+    forbidden=("torch.nn.functional.multi_head_attention_forward",),
+)
+
+EXERCISES = (SPLIT_HEADS, MERGE_HEADS, MULTI_HEAD_ATTENTION)

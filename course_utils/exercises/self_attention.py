@@ -1,4 +1,4 @@
-"""Visible checks for notebook 04 (self-attention)."""
+"""Exercises of notebook 04 (self-attention): scaled dot-product, self-attention, positional encoding."""
 
 from __future__ import annotations
 
@@ -6,185 +6,329 @@ import math
 
 import torch
 
-from course_utils.checks import CheckFailed, LearnerFunction, register
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.positional import positional_frequencies, sinusoidal_positional_encoding
+from course_utils.exercises.judge import close
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.positional import sinusoidal_positional_encoding
+
+NOTEBOOK = "04_self_attention"
 
 
-def _expect_pair(learner: LearnerFunction, result, what: str = "(output, weights)") -> tuple:
-    learner.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        f"return the pair {what}, e.g. `return weights @ values, weights`",
-    )
-    return result
+def _attention(queries, keys, values, scale, dim=-1):
+    """softmax(Q Kᵀ · scale) V with the softmax along ``dim``: the mistakes vary scale and dim."""
+    weights = torch.softmax(queries @ keys.transpose(-2, -1) * scale, dim=dim)
+    return weights @ values, weights
 
 
-def _matches(actual, expected: torch.Tensor, atol: float = 1e-6) -> bool:
-    """True when ``actual`` is a tensor equal to ``expected`` (used to recognise a known mistake)."""
-    return (
-        isinstance(actual, torch.Tensor)
-        and actual.shape == expected.shape
-        and torch.allclose(actual.detach().to(expected.dtype), expected, atol=atol, rtol=1e-5)
-    )
+# --------------------------------------------------------------------------------------------------
+# 4.1 scaled dot-product attention
 
 
-@register("ex4_1_scaled_dot_product", calls="scaled_dot_product(queries, keys, values)")
-def _check_scaled_dot_product(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(41)
-    # n = 4 queries, m = 6 keys, d = 8, d_v = 3: every size differs, so each mistake shows.
-    queries = torch.randn(4, 8, generator=generator, dtype=torch.float64)
-    keys = torch.randn(6, 8, generator=generator, dtype=torch.float64)
-    values = torch.randn(6, 3, generator=generator, dtype=torch.float64)
-    expected_output, expected_weights = scaled_dot_product_attention(queries, keys, values)
+def _scaled_dot_product_cases(generator: torch.Generator) -> list[Case]:
+    def attention_inputs(name, leading, n, m, d, d_v, dtype=torch.float32, scale=1.0):
+        def randn(*shape):
+            return torch.randn(*leading, *shape, generator=generator, dtype=dtype)
 
-    output, weights = _expect_pair(learner, learner(queries, keys, values))
-    if isinstance(weights, torch.Tensor) and tuple(weights.shape) == (6, 4):
-        learner.expect(
-            False,
-            "weights have shape (keys, queries) = (6, 4): compute queries @ keys.transpose(-2, -1) "
-            "so that row i holds query i's weights over the keys",
-        )
-    learner.expect_tensor(weights, shape=(4, 6), what="weights (queries × keys)")
-    learner.expect_tensor(output, shape=(4, 3), what="output (queries × d_v)")
+        return Case(name, (randn(n, d) * scale, randn(m, d) * scale, randn(m, d_v)))
 
-    raw_scores = queries @ keys.T
-    if _matches(weights, torch.softmax(raw_scores / math.sqrt(8), dim=0)):
-        learner.expect(
-            False,
-            "weights sum to 1 over the queries: you took the softmax over the query axis; "
-            "use dim=-1 (each query's weights sum to 1 over the keys)",
-        )
-    learner.expect_close(
-        weights.sum(dim=-1),
-        torch.ones(4, dtype=torch.float64),
-        "each row of the weights should sum to 1 over the keys: softmax along dim=-1",
-    )
-    known_scalings = {
-        "you forgot to scale the scores: divide Q Kᵀ by √d (d = 8, the query/key size)": 1.0,
-        "you divided by d instead of √d": 1.0 / 8,
-        "you multiplied by √d: divide the scores by √d instead": math.sqrt(8),
-        "you scaled by √d_v (the value size, 3): the scale is √d with d the query/key size": (
-            1.0 / math.sqrt(3)
+    return [
+        attention_inputs("4 queries, 6 keys, d=8, d_v=3 (float64)", (), 4, 6, 8, 3, torch.float64),
+        attention_inputs(
+            "5 queries, 7 keys, d=16, d_v=2 (float64)", (), 5, 7, 16, 2, torch.float64
         ),
-    }
-    for message, factor in known_scalings.items():
-        if _matches(weights, torch.softmax(raw_scores * factor, dim=-1)):
-            learner.expect(False, message)
-    learner.expect_close(
-        weights, expected_weights, "weights differ from softmax(Q Kᵀ / √d) along the keys"
-    )
-    learner.expect_close(
-        output, expected_output, "weights are right but the output is not: it is weights @ values"
-    )
-
-    # Batched inputs (2 sequences × 2 heads): `.T` and 2-D-only code break here.
-    batched_queries = torch.randn(2, 2, 4, 8, generator=generator, dtype=torch.float64)
-    batched_keys = torch.randn(2, 2, 6, 8, generator=generator, dtype=torch.float64)
-    batched_values = torch.randn(2, 2, 6, 3, generator=generator, dtype=torch.float64)
-    try:
-        batched = learner(batched_queries, batched_keys, batched_values)
-    except CheckFailed as failure:
-        raise CheckFailed(
-            f"works on 2-D inputs but fails on batched (2, 2, n, d) ones: {failure}. "
-            "Use keys.transpose(-2, -1), not keys.T (which reverses every dimension)"
-        ) from None
-    batched_output, batched_weights = _expect_pair(learner, batched)
-    expected_batched_output, expected_batched_weights = scaled_dot_product_attention(
-        batched_queries, batched_keys, batched_values
-    )
-    learner.expect_tensor(batched_weights, shape=(2, 2, 4, 6), what="batched weights")
-    learner.expect_close(
-        batched_weights,
-        expected_batched_weights,
-        "batched weights are wrong: transpose only the last two axes of the keys and take the "
-        "softmax along dim=-1",
-    )
-    learner.expect_close(batched_output, expected_batched_output, "batched output is wrong")
+        attention_inputs("batch (3, n=4, m=4, d=8, d_v=8)", (3,), 4, 4, 8, 8),
+        attention_inputs(
+            "batch × heads (2, 2, n=4, m=6, d=8, d_v=3), float64", (2, 2), 4, 6, 8, 3, torch.float64
+        ),
+        attention_inputs("batch × heads (2, 3, n=6, m=9, d=4, d_v=5)", (2, 3), 6, 9, 4, 5),
+        attention_inputs(
+            "large scores (entries ×30), 4 queries, 6 keys, d=8", (), 4, 6, 8, 3, scale=30.0
+        ),
+        attention_inputs("a single query and key, d=3 (float64)", (), 1, 1, 3, 2, torch.float64),
+    ]
 
 
-@register("ex4_2_self_attention", calls="self_attention(x, W_q, W_k, W_v)")
-def _check_self_attention(learner: LearnerFunction) -> None:
-    generator = torch.Generator().manual_seed(42)
-    # d_model = 6, d_k = 4, d_v = 5: x @ W.T or a swapped matrix fails on shapes or values.
-    x = torch.randn(2, 5, 6, generator=generator, dtype=torch.float64)
-    query_weight = torch.randn(6, 4, generator=generator, dtype=torch.float64)
-    key_weight = torch.randn(6, 4, generator=generator, dtype=torch.float64)
-    value_weight = torch.randn(6, 5, generator=generator, dtype=torch.float64)
-    queries, keys, values = x @ query_weight, x @ key_weight, x @ value_weight
-    expected_output, expected_weights = scaled_dot_product_attention(queries, keys, values)
-
-    output, weights = _expect_pair(learner, learner(x, query_weight, key_weight, value_weight))
-    learner.expect_tensor(weights, shape=(2, 5, 5), what="weights (batch × queries × keys)")
-    swapped = torch.softmax(keys @ queries.transpose(-2, -1) / math.sqrt(4), dim=-1)
-    if _matches(weights, swapped):
-        learner.expect(
-            False,
-            "weights are transposed: you used x @ W_k for the queries and x @ W_q for the keys",
-        )
-    scaled_by_model_dim = torch.softmax(queries @ keys.transpose(-2, -1) / math.sqrt(6), dim=-1)
-    if _matches(weights, scaled_by_model_dim):
-        learner.expect(
-            False, "you scaled by √d_model (6): the scale is √d_k (4), the size of q and k"
-        )
-    learner.expect_close(
-        weights,
-        expected_weights,
-        "weights differ: Q = x W_q, K = x W_k, weights = softmax(Q Kᵀ / √d_k) along the keys",
-    )
-    if isinstance(output, torch.Tensor) and tuple(output.shape) == (2, 5, 6):
-        learner.expect(
-            False,
-            "output has d_model = 6 features: you attended over x itself; the values are V = x W_v",
-        )
-    learner.expect_tensor(output, shape=(2, 5, 5), what="output (batch × positions × d_v)")
-    learner.expect_close(output, expected_output, "output differs: it is weights @ (x @ W_v)")
+def _keys_times_queries(queries, keys, values):
+    weights = torch.softmax(keys @ queries.transpose(-2, -1) / math.sqrt(queries.shape[-1]), -1)
+    return weights @ values, weights  # raises when n ≠ m: (m, n) @ (m, d_v)
 
 
-@register("ex4_3_sinusoidal_encoding", calls="sinusoidal_encoding(n, d)")
-def _check_sinusoidal_encoding(learner: LearnerFunction) -> None:
-    n, d = 7, 10
-    expected = sinusoidal_positional_encoding(n, d, dtype=torch.float64)
-    encoding = learner(n, d)
-    learner.expect_tensor(encoding, shape=(n, d), what="encoding (positions × dimensions)")
-    learner.expect(
-        encoding.is_floating_point(), f"encoding should be floating point, got {encoding.dtype}"
-    )
-    encoding = encoding.detach().to(torch.float64)
+def _softmax_over_queries(queries, keys, values):
+    return _attention(queries, keys, values, 1 / math.sqrt(queries.shape[-1]), dim=-2)
 
-    positions = torch.arange(n, dtype=torch.float64)[:, None]
 
-    def interleave(sines: torch.Tensor, cosines: torch.Tensor) -> torch.Tensor:
-        return torch.stack([sines, cosines], dim=-1).reshape(n, d)
+def _unscaled(queries, keys, values):
+    return _attention(queries, keys, values, 1.0)
 
-    angles = positions * positional_frequencies(d)  # pos · ω_i, ω_i = 10000^(-2i/d)
+
+def _divided_by_d(queries, keys, values):
+    return _attention(queries, keys, values, 1 / queries.shape[-1])
+
+
+def _multiplied_by_root_d(queries, keys, values):
+    return _attention(queries, keys, values, math.sqrt(queries.shape[-1]))
+
+
+def _scaled_by_value_size(queries, keys, values):
+    if values.shape[-1] == queries.shape[-1]:
+        return NOT_APPLICABLE
+    return _attention(queries, keys, values, 1 / math.sqrt(values.shape[-1]))
+
+
+def _keys_dot_t(queries, keys, values):
+    if keys.dim() == 2:
+        return NOT_APPLICABLE
+    reversed_keys = keys.permute(*range(keys.dim() - 1, -1, -1))  # what keys.T gives
+    weights = torch.softmax(queries @ reversed_keys / math.sqrt(queries.shape[-1]), dim=-1)
+    return weights @ values, weights
+
+
+def _weights_then_output(queries, keys, values):
+    output, weights = scaled_dot_product_attention(queries, keys, values)
+    return weights, output
+
+
+SCALED_DOT_PRODUCT = Exercise(
+    grade_id="ex4_1_scaled_dot_product",
+    notebook=NOTEBOOK,
+    signature="scaled_dot_product(queries, keys, values)",
+    docstring=(
+        "softmax(Q Kᵀ / √d) V over the last two axes. Returns (output, weights).\n"
+        "\n"
+        "queries (..., n, d), keys (..., m, d), values (..., m, d_v), where ... are any leading batch\n"
+        "or head dimensions. output is (..., n, d_v) and weights (..., n, m)."
+    ),
+    reference=scaled_dot_product_attention,
+    cases=_scaled_dot_product_cases,
+    judge=close("output", "weights"),
+    hint=(
+        "score every query against every key, scale the scores by √d, turn each query's scores "
+        "into weights over the keys, then average the values with them"
+    ),
+    code_hint=(
+        "scores = queries @ keys.transpose(-2, -1) / math.sqrt(d); "
+        "weights = torch.softmax(scores, dim=-1); return weights @ values, weights"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches keys @ queriesᵀ, whose weights are (keys × queries): compute "
+            "queries @ keys.transpose(-2, -1) so that row i holds query i's weights over the keys",
+            _keys_times_queries,
+        ),
+        Mistake(
+            "it matches a softmax over the query axis: use dim=-1, so that each query's weights "
+            "sum to 1 over the keys",
+            _softmax_over_queries,
+        ),
+        Mistake(
+            "it matches unscaled scores: divide Q Kᵀ by √d, d the query/key size",
+            _unscaled,
+        ),
+        Mistake("it matches dividing the scores by d instead of √d", _divided_by_d),
+        Mistake(
+            "it matches multiplying the scores by √d: divide them by √d instead",
+            _multiplied_by_root_d,
+        ),
+        Mistake(
+            "it matches scaling by √d_v (the value size): the scale is √d, d the query/key size",
+            _scaled_by_value_size,
+        ),
+        Mistake(
+            "it matches keys.T, which reverses EVERY dimension of a batched tensor: use "
+            "keys.transpose(-2, -1)",
+            _keys_dot_t,
+        ),
+        Mistake(
+            "it matches (weights, output): return the pair as (output, weights)",
+            _weights_then_output,
+        ),
+    ),
+    forbidden=("torch.nn.functional.scaled_dot_product_attention",),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 4.2 self-attention from one sequence
+
+
+def self_attention_reference(x, W_q, W_k, W_v):
+    """Q = x W_q, K = x W_k, V = x W_v; softmax(Q Kᵀ / √d_k) V and the weights."""
+    return scaled_dot_product_attention(x @ W_q, x @ W_k, x @ W_v)
+
+
+def _self_attention_cases(generator: torch.Generator) -> list[Case]:
+    def projections(name, leading, n, d_model, d_k, d_v, dtype=torch.float32):
+        def randn(*shape):
+            return torch.randn(*shape, generator=generator, dtype=dtype)
+
+        x = randn(*leading, n, d_model)
+        return Case(name, (x, randn(d_model, d_k), randn(d_model, d_k), randn(d_model, d_v)))
+
+    return [
+        projections("x (2, 5, 6), d_k=4, d_v=5 (float64)", (2,), 5, 6, 4, 5, torch.float64),
+        projections("x (6, 8), d_k=4, d_v=3 (float64)", (), 6, 8, 4, 3, torch.float64),
+        projections("x (2, 7, 5), d_k=6, d_v=2", (2,), 7, 5, 6, 2),
+        projections("x (3, 4, 10), d_k=10, d_v=10", (3,), 4, 10, 10, 10),
+        projections(
+            "one position, x (1, 1, 4), d_k=2, d_v=3 (float64)", (1,), 1, 4, 2, 3, torch.float64
+        ),
+    ]
+
+
+def _queries_and_keys_swapped(x, W_q, W_k, W_v):
+    return self_attention_reference(x, W_k, W_q, W_v)
+
+
+def _x_as_values(x, W_q, W_k, W_v):
+    return scaled_dot_product_attention(x @ W_q, x @ W_k, x)
+
+
+def _scaled_by_model_size(x, W_q, W_k, W_v):
+    if x.shape[-1] == W_q.shape[-1]:
+        return NOT_APPLICABLE
+    return _attention(x @ W_q, x @ W_k, x @ W_v, 1 / math.sqrt(x.shape[-1]))
+
+
+def _transposed_weights(x, W_q, W_k, W_v):
+    return self_attention_reference(x, W_q.T, W_k.T, W_v.T)
+
+
+SELF_ATTENTION = Exercise(
+    grade_id="ex4_2_self_attention",
+    notebook=NOTEBOOK,
+    signature="self_attention(x, W_q, W_k, W_v)",
+    docstring=(
+        "Q = x W_q, K = x W_k, V = x W_v; return softmax(Q Kᵀ / √d_k) V and the weights.\n"
+        "\n"
+        "x (..., n, d_model); W_q and W_k (d_model, d_k); W_v (d_model, d_v).\n"
+        "Returns (output, weights): output (..., n, d_v) and weights (..., n, n)."
+    ),
+    reference=self_attention_reference,
+    cases=_self_attention_cases,
+    judge=close("output", "weights", atol=1e-4, rtol=1e-4),
+    hint="give every token its three roles with the three projections, then attend",
+    code_hint=(
+        "three matrix products x @ W_q, x @ W_k, x @ W_v, then "
+        "scaled_dot_product_attention(Q, K, V)"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches x @ W_k for the queries and x @ W_q for the keys (the weights come out "
+            "transposed): Q = x W_q, K = x W_k",
+            _queries_and_keys_swapped,
+        ),
+        Mistake(
+            "it matches attending over x itself: the values are V = x W_v",
+            _x_as_values,
+        ),
+        Mistake(
+            "it matches scaling by √d_model: the scale is √d_k, the size of q and k",
+            _scaled_by_model_size,
+        ),
+        Mistake(
+            "it matches x @ W.T: the weights here are (d_model, d_k) matrices, so Q = x @ W_q",
+            _transposed_weights,
+        ),
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 4.3 sinusoidal positional encoding
+
+
+def _sinusoidal_encoding_cases(generator: torch.Generator) -> list[Case]:
+    sizes = [(7, 10), (1, 2), (5, 4), (12, 16), (50, 8), (3, 64)]
+    random_n = int(torch.randint(2, 40, (1,), generator=generator))
+    random_d = 2 * int(torch.randint(2, 17, (1,), generator=generator))
+    sizes.append((random_n, random_d))
+    return [Case(f"n={n} positions, d={d}", (n, d)) for n, d in sizes]
+
+
+def _angles(n, d, exponent_scale=2.0, first_position=0):
+    """pos · 10000^(-scale·i/d) for the d/2 pairs i: (n, d/2), float64."""
+    positions = torch.arange(first_position, first_position + n, dtype=torch.float64)[:, None]
     pair_index = torch.arange(d // 2, dtype=torch.float64)
-    angles_i_over_d = positions * 10000.0 ** (-pair_index / d)  # exponent i/d instead of 2i/d
-    column_angles = positions * 10000.0 ** (-torch.arange(d, dtype=torch.float64) / d)
-    mistakes = {
-        "sines and cosines are in two halves [sin | cos]: interleave them, "
-        "sin in even columns 0, 2, 4, … and cos in odd columns 1, 3, 5, …": torch.cat(
-            [torch.sin(angles), torch.cos(angles)], dim=1
+    return positions * 10000.0 ** (-exponent_scale * pair_index / d)
+
+
+def _interleave(sines: torch.Tensor, cosines: torch.Tensor) -> torch.Tensor:
+    return torch.stack([sines, cosines], dim=-1).flatten(-2)
+
+
+def _two_halves(n, d):
+    if d == 2:
+        return NOT_APPLICABLE
+    angles = _angles(n, d)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def _sin_cos_swapped(n, d):
+    angles = _angles(n, d)
+    return _interleave(torch.cos(angles), torch.sin(angles))
+
+
+def _positions_from_one(n, d):
+    angles = _angles(n, d, first_position=1)
+    return _interleave(torch.sin(angles), torch.cos(angles))
+
+
+def _exponent_i_over_d(n, d):
+    if d == 2:
+        return NOT_APPLICABLE
+    angles = _angles(n, d, exponent_scale=1.0)
+    return _interleave(torch.sin(angles), torch.cos(angles))
+
+
+def _frequency_per_column(n, d):
+    positions = torch.arange(n, dtype=torch.float64)[:, None]
+    angles = positions * 10000.0 ** (-torch.arange(d, dtype=torch.float64) / d)
+    return torch.where(torch.arange(d) % 2 == 0, torch.sin(angles), torch.cos(angles))
+
+
+SINUSOIDAL_ENCODING = Exercise(
+    grade_id="ex4_3_sinusoidal_encoding",
+    notebook=NOTEBOOK,
+    signature="sinusoidal_encoding(n, d)",
+    docstring=(
+        "(n, d): PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).\n"
+        "\n"
+        "Positions 0 … n-1, an even d; returns a floating-point tensor."
+    ),
+    reference=sinusoidal_positional_encoding,
+    cases=_sinusoidal_encoding_cases,
+    judge=close("encoding", atol=1e-4, rtol=1e-4),  # float32 sin/cos of angles up to ~50
+    hint=(
+        "columns 2i and 2i+1 share one frequency 10000^(-2i/d): the sine of position × frequency "
+        "goes in the even column, its cosine in the odd one"
+    ),
+    code_hint=(
+        "angles = positions[:, None] / 10000 ** (torch.arange(0, d, 2) / d); "
+        "fill encoding[:, 0::2] with sin(angles) and encoding[:, 1::2] with cos(angles)"
+    ),
+    mistakes=(
+        Mistake(
+            "it matches sines and cosines in two halves [sin | cos]: interleave them, sin in the "
+            "even columns 0, 2, 4, … and cos in the odd columns 1, 3, 5, …",
+            _two_halves,
         ),
-        "sin and cos are swapped: even columns hold sin, odd columns cos": interleave(
-            torch.cos(angles), torch.sin(angles)
+        Mistake(
+            "it matches sin and cos swapped: even columns hold sin, odd columns cos",
+            _sin_cos_swapped,
         ),
-        "positions start at 1: the first position is 0, so row 0 is [0, 1, 0, 1, …]": interleave(
-            torch.sin(angles + angles[1]), torch.cos(angles + angles[1])
+        Mistake(
+            "it matches positions starting at 1: the first position is 0, so row 0 is [0, 1, 0, 1, …]",
+            _positions_from_one,
         ),
-        "the exponent is 2i/d with i the pair index, not i/d": interleave(
-            torch.sin(angles_i_over_d), torch.cos(angles_i_over_d)
+        Mistake(
+            "it matches the exponent i/d: the exponent is 2i/d with i the pair index",
+            _exponent_i_over_d,
         ),
-        "columns 2i and 2i+1 share the frequency 10000^(-2i/d); you gave every column its own "
-        "frequency 10000^(-j/d)": torch.where(
-            torch.arange(d) % 2 == 0, torch.sin(column_angles), torch.cos(column_angles)
+        Mistake(
+            "it matches every column having its own frequency 10000^(-j/d): columns 2i and 2i+1 "
+            "share the frequency 10000^(-2i/d)",
+            _frequency_per_column,
         ),
-    }
-    for message, wrong in mistakes.items():
-        if _matches(encoding, wrong, atol=1e-5):
-            learner.expect(False, message)
-    learner.expect_close(
-        encoding,
-        expected,
-        "values differ from PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(…)",
-        atol=1e-5,
-    )
+    ),
+    forbidden=("course_utils.positional.positional_frequencies",),
+)
+
+EXERCISES = (SCALED_DOT_PRODUCT, SELF_ATTENTION, SINUSOIDAL_ENCODING)

@@ -61,66 +61,16 @@ class HiddenCases:
         return mistake.message if mistake else None
 
 
-def draw_notebook_cases(notebook: str, run_seed: int) -> dict[str, HiddenCases]:
-    """grade_id -> hidden cases, for every exercise of notebook ``NN_name`` that has a spec."""
+def draw_cases(notebook: str, run_seed: int) -> dict[str, HiddenCases]:
+    """grade_id -> hidden cases, for every exercise of notebook ``NN_name``."""
     return {
         exercise.grade_id: HiddenCases.draw(exercise, run_seed)
         for exercise in notebook_exercises(notebook)
     }
 
 
-@dataclass(frozen=True)
-class LegacyCases:
-    """TRANSITION ONLY: a notebook whose exercises still live in course_utils/grade/hidden/."""
-
-    cases: tuple
-
-    def __len__(self) -> int:
-        return len(self.cases)
-
-    def names(self) -> list[str]:
-        return [case.name for case in self.cases]
-
-    def encoded(self) -> list[dict]:
-        from course_utils.grade import codec
-
-        return [
-            {
-                "args": [codec.encode(argument) for argument in case.args],
-                "kwargs": {name: codec.encode(value) for name, value in case.kwargs.items()},
-            }
-            for case in self.cases
-        ]
-
-    @property
-    def forbidden(self) -> list[str]:
-        return []
-
-    def judge(self, index: int, value: Any) -> str | None:
-        case = self.cases[index]
-        return case.judge(value, case.expected)
-
-    def explain_error(self, index: int, error_type: str, message: str) -> str | None:
-        return None
-
-
-def draw_cases(notebook: str, run_seed: int) -> dict:
-    """grade_id -> hidden cases of notebook ``NN_name`` (from the specs; legacy modules meanwhile)."""
-    drawn = draw_notebook_cases(notebook, run_seed)
-    if drawn:
-        return drawn
-    from course_utils.grade.hidden import discover
-
-    module = discover().get(notebook)
-    if module is None:
-        return {}
-    return {grade_id: LegacyCases(tuple(cases)) for grade_id, cases in module.build_cases().items()}
-
-
 def gradable_notebooks() -> list[str]:
-    """Notebooks with hidden cases (specs, or legacy modules meanwhile), sorted."""
+    """Notebooks whose exercises have specs, sorted."""
     from course_utils.exercises import all_exercises
-    from course_utils.grade.hidden import discover
 
-    names = {exercise.notebook for exercise in all_exercises().values()} | set(discover())
-    return sorted(names)
+    return sorted({exercise.notebook for exercise in all_exercises().values()})

@@ -97,7 +97,7 @@ class ChannelReader:
         self.scratch = scratch
 
     def read_event(self, deadline: float) -> dict | None:
-        """The next message, ``None`` at end of channel; ChannelTimeout / ProtocolError otherwise."""
+        """The next message; ``None`` at end of channel; else ChannelTimeout / ProtocolError."""
         while True:
             newline = self._buffer.find(b"\n")
             if newline >= 0:
@@ -150,10 +150,10 @@ def _write_job(job: dict, scratch: Path) -> Path:
     return path
 
 
-def _bootstrap(sandbox: Sandbox, call: str) -> str:
-    """``python -c`` code: the child's import path, then ``call`` from the child module."""
+def _bootstrap(sandbox: Sandbox, module: str, call: str) -> str:
+    """``python -c`` code: the child's import path, then ``call`` in that grade module."""
     path = child_sys_path(sandbox)
-    return f"import sys; sys.path[:] = {path!r}; import course_utils.grade.child as c; {call}"
+    return f"import sys; sys.path[:] = {path!r}; import course_utils.grade.{module} as m; m.{call}"
 
 
 class ChildProcess(ChannelReader):
@@ -174,7 +174,7 @@ class ChildProcess(ChannelReader):
             prefix = []
             cwd, env = str(workdir), child_environment(str(workdir), str(workdir))
         # -I: no PYTHON* variables, no user site, no current dir on sys.path.
-        command = prefix + [sys.executable, "-I", "-c", _bootstrap(sandbox, "c.main()")]
+        command = prefix + [sys.executable, "-I", "-c", _bootstrap(sandbox, "child", "main()")]
         try:
             with (
                 open(job_path, "rb") as stdin,
@@ -219,7 +219,7 @@ class ChildProcess(ChannelReader):
 
 
 class Zygote:
-    """A preloaded interpreter (in the sandbox) that forks one child per job; see child.py.
+    """A preloaded interpreter (in the sandbox) that forks one child per job; see zygote.py.
 
     Starting is two steps, ``Zygote(...)`` (the process exists, so it can be killed) and
     ``wait_ready()`` (imports done, forking works, and under bwrap a child gets a fresh /tmp).
@@ -252,7 +252,7 @@ class Zygote:
             sys.executable,
             "-I",
             "-c",
-            _bootstrap(sandbox, f"c.zygote_main({theirs.fileno()})"),
+            _bootstrap(sandbox, "zygote", f"zygote_main({theirs.fileno()})"),
         ]
         try:
             with (
@@ -281,7 +281,8 @@ class Zygote:
             detail = read_capped(self.scratch / "zygote.err")[-300:].strip()
             problem = f"the preloaded interpreter did not start: {detail or ready}"
         elif ready.get("threads", 1) != 1:
-            problem = f"preloading left {ready.get('threads')} threads running, so forking would be unsafe"
+            threads = ready.get("threads")
+            problem = f"preloading left {threads} threads running, so forking would be unsafe"
         elif ready.get("isolation_error"):
             problem = (
                 "a forked child cannot get a fresh /tmp of its own (nested user namespaces "

@@ -5,7 +5,8 @@
 
 Layout: ``SUBMISSIONS_DIR/<student>/<NN_name>.ipynb``. Exit status: 0 when grading ran (whatever
 the submissions did), 1 when the grader itself could not run some notebook (see the messages),
-2 on misuse (missing or empty folder, unknown notebook, bad option, bwrap requested but unusable).
+2 on misuse (missing or empty folder, unknown notebook, bad option, bwrap requested but unusable),
+130 when interrupted (Ctrl-C: every child is killed within seconds and no report is written).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from course_utils.course_folders import course_folder
 from course_utils.grade import report, seccomp
 from course_utils.grade.cases import draw_cases, gradable_notebooks
 from course_utils.grade.results import NotebookResult, Row
@@ -104,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--released",
         type=Path,
-        default=ROOT / "notebooks",
+        default=course_folder("notebooks"),
         help="released notebooks (setup cells, points)",
     )
     parser.add_argument(
         "--solutions",
         type=Path,
-        default=ROOT / "solutions",
+        default=course_folder("solutions"),
         help="instructor notebooks, hidden from submissions",
     )
     parser.add_argument(

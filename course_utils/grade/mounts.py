@@ -2,10 +2,10 @@
 
 The child's filesystem is built from nothing (``bwrap_arguments``); only these exist inside:
 
-* the system's programs and shared libraries: ``/usr``, and ``/bin``, ``/lib``, ``/lib64``, ``/sbin``
-  (links into ``/usr`` on a merged-/usr system, recreated as links); from ``/etc`` only what the
-  dynamic loader reads (``ld.so.cache``, ``ld.so.conf``) and ``localtime``, plus a generated
-  ``passwd`` and ``group`` that name the sandbox user and nobody else;
+* the system's programs and shared libraries: ``/usr``, and ``/bin``, ``/lib``, ``/lib64``,
+  ``/sbin`` (links into ``/usr`` on a merged-/usr system, recreated as links); from ``/etc``
+  only what the dynamic loader reads (``ld.so.cache``, ``ld.so.conf``) and ``localtime``, plus
+  a generated ``passwd`` and ``group`` that name the sandbox user and nobody else;
 * the Python environment, at its own paths: the interpreter's installation (stdlib,
   lib-dynload) and the virtual environment (site-packages), wherever they live (even in a home
   directory that other users cannot read);
@@ -35,7 +35,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).absolute().parents[1]  # .../course_utils, as Python imported it
 PACKAGE_PARENT = PACKAGE_DIR.parent  # the folder on sys.path that holds course_utils/
 # The only modules of course_utils/grade the child needs; the rest of the grader is parent-only.
-CHILD_MODULES = ("__init__", "child", "codec", "seccomp", "isolation")
+CHILD_MODULES = ("__init__", "child", "codec", "seccomp", "isolation", "zygote")
 SANDBOX_UID = 1000  # the learner's uid and gid inside (never 0)
 SANDBOX_WORKDIR = "/tmp/work"  # the child's working dir inside bwrap
 SANDBOX_TMP_BYTES = 64 * 1024 * 1024  # each of /tmp and /dev/shm

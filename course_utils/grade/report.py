@@ -67,6 +67,7 @@ _ESCAPE_SEQUENCE = re.compile(
     r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
     r"|[ -/]*[0-~])?"  # two-character escapes (or a lone ESC)
 )
+NAME_WIDTH = 40  # longer student names are cut in the summary table (not in the files)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
@@ -222,7 +223,8 @@ def feedback_markdown(student: str, rows: list[Row]) -> str:
         f"**Total: {_number(summary['points'])} / {_number(summary['max_points'])} points.**",
         "",
         "Each exercise was run on hidden test cases (different inputs from the check cells in the "
-        "notebook). Only your exercise cells were used; the setup cell came from the released notebook.",
+        "notebook). Your exercise cells and the code cells you added ran, in notebook order; the "
+        "setup cell came from the released notebook.",
     ]
     by_notebook: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
@@ -272,7 +274,8 @@ def summary_table(rows: list[Row]) -> str:
     header = ["student", *(printable(notebook) for notebook in notebooks), "total"]
     table = [header]
     for student, summary in students.items():
-        cells = [printable(student)]
+        name = printable(student)
+        cells = [name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"]
         for notebook in notebooks:
             entry = summary["notebooks"].get(notebook)
             cells.append(

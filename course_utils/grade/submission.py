@@ -287,7 +287,8 @@ def read_submission(path: Path | None, released: ReleasedNotebook) -> Submission
         if len(matches) > 1:
             submission.cell_problems[exercise.grade_id] = (
                 "duplicate",
-                f"{len(matches)} cells carry grade_id {exercise.grade_id!r} (a copied cell?): keep exactly one",
+                f"{len(matches)} cells carry grade_id {exercise.grade_id!r} (a copied cell?): "
+                "keep exactly one",
             )
             continue
         cell = matches[0]
@@ -338,7 +339,8 @@ def _find_added_cells(
             )
         elif len(submission.added_cells) + len(pending) >= MAX_ADDED_CELLS:
             submission.notes.append(
-                f"your added cell {index + 1} was not run: at most {MAX_ADDED_CELLS} added cells are"
+                f"your added cell {index + 1} was not run: at most {MAX_ADDED_CELLS} added "
+                "cells are"
             )
         else:
             pending.append((index, strip_magics(source)))
