@@ -1,10 +1,16 @@
 # Attention course — every target creates .venv first if it is missing.
-#   make lab     set up, then open the course in JupyterLab
+#   make lab     set up, then open your own copy of the course (my-notebooks/) in JupyterLab
 #   make test    set up, then run every check CI runs (release sync, lint, unit tests, nbval)
+# PYTHON picks the interpreter .venv is built from (make setup PYTHON=python3.12); it is recorded in .venv/.python
+# and a later PYTHON= naming another interpreter stops with how to rebuild, instead of silently using the old venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PYTHON_RECORD := $(VENV)/.python
+# "<version> <real path>" of an interpreter, and of the one a venv was made from (for a venv made before the record)
+PYTHON_ID := import os, sys; print(sys.version.split()[0], os.path.realpath(sys.executable))
+VENV_BASE_ID := import os, sys; print(sys.version.split()[0], os.path.realpath(sys._base_executable))
 # The CPU build of torch. Where pip would otherwise fetch a multi-GB CUDA build (a laptop with plain PyPI), use
 #   make setup TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
@@ -13,14 +19,27 @@ JOBS ?= 2
 NBVAL_ARGS := -p no:cacheprovider --nbval-current-env --nbval-cell-timeout=600 -n $(JOBS) --dist loadscope
 STRICT := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup system-deps triton wheelhouse grade bench lab test test-unit test-notebooks test-gpu release check-release record lint format clean
+.PHONY: setup check-python system-deps triton nbgrader-install nbgrader-source wheelhouse grade bench lab progress test test-unit test-notebooks test-gpu release check-release record lint format clean
 
-setup: $(STAMP)
+setup: check-python $(STAMP)
+
+# Fails rather than rebuilds: a rebuild would silently throw away what was installed into .venv by hand
+# (a CUDA build of torch, see README) and download everything again.
+check-python:
+	@if [ -x $(PY) ] && [ "$(origin PYTHON)" != file ]; then \
+	  wanted=$$($(PYTHON) -c '$(PYTHON_ID)') || { echo "error: PYTHON=$(PYTHON) does not run" >&2; exit 1; }; \
+	  built=$$(cat $(PYTHON_RECORD) 2>/dev/null || $(PY) -c '$(VENV_BASE_ID)'); \
+	  if [ "$$wanted" != "$$built" ]; then \
+	    echo "error: $(VENV) was built with Python $$built, but PYTHON=$(PYTHON) is Python $$wanted." >&2; \
+	    echo "  make never replaces an existing $(VENV). To rebuild it with $(PYTHON):" >&2; \
+	    echo "    make clean && make setup PYTHON=$(PYTHON)     (or: rm -rf $(VENV))" >&2; \
+	    echo "  or leave PYTHON unset to keep using $(VENV)." >&2; exit 1; fi; fi
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || { $(PYTHON) -m venv $(VENV) && $(PYTHON) -c '$(PYTHON_ID)' > $(PYTHON_RECORD); }
+	test -f $(PYTHON_RECORD) || $(PY) -c '$(VENV_BASE_ID)' > $(PYTHON_RECORD)
 	$(PY) -m pip install --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(PY) -m pip install --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --disable-pip-version-check -e ".[lab,dev]"
 	touch $(STAMP)
 
 # Debian packages the tests use when they can be had: chromium (browser test), bubblewrap (grader sandbox).
@@ -44,21 +63,52 @@ TRITON_SPEC ?= triton==3.9.0
 TRITON_STAMP := $(VENV)/.triton
 triton: $(TRITON_STAMP)
 
-$(TRITON_STAMP): $(STAMP)
-	@if [ -z "$(TRITON_SPEC)" ]; then echo "TRITON_SPEC is empty: not installing triton"; \
-	elif $(PY) -c "import triton" 2>/dev/null; then echo "triton present: $$($(PY) -c 'import triton; print(triton.__version__)')"; \
-	else $(PY) -m pip install --disable-pip-version-check -q "$(TRITON_SPEC)" || \
-	  echo "could not install $(TRITON_SPEC): the Triton interpreter tests will skip"; fi
-	touch $(TRITON_STAMP)
+# $(call install_for_tests,SPEC_VARIABLE,module,tests that skip without it): pip install $(SPEC_VARIABLE) unless the
+# module imports already or the variable is empty; a failed install only makes those tests skip. Then the stamp.
+define install_for_tests
+	@if [ -z "$($(1))" ]; then echo "$(1) is empty: not installing $(2)"; \
+	elif $(PY) -c "import $(2)" 2>/dev/null; then echo "$(2) present: $$($(PY) -c 'import $(2); print($(2).__version__)')"; \
+	else $(PY) -m pip install --disable-pip-version-check -q "$($(1))" || \
+	  echo "could not install $($(1)): $(3) will skip"; fi
+	touch $@
+endef
 
+$(TRITON_STAMP): $(STAMP)
+	$(call install_for_tests,TRITON_SPEC,triton,the Triton interpreter tests)
+
+# nbgrader runs tests/test_nbgrader.py (generate_assignment -> autograde on notebook 01). Installed by `make test`
+# only; where it cannot be installed that test skips and says why. `make test NBGRADER_SPEC=` skips the install.
+NBGRADER_SPEC ?= nbgrader==0.9.6
+NBGRADER_STAMP := $(VENV)/.nbgrader
+nbgrader-install: $(NBGRADER_STAMP)
+
+$(NBGRADER_STAMP): $(STAMP)
+	$(call install_for_tests,NBGRADER_SPEC,nbgrader,tests/test_nbgrader.py)
+
+# nbgrader wants nbgrader/source/<assignment>/<notebook>.ipynb: one assignment per notebook, each a link to the
+# notebook in solutions/ (so it never goes stale). nbgrader_config.py puts nbgrader's course folder at nbgrader/.
+nbgrader-source:
+	@for notebook in solutions/[0-9][0-9]_*.ipynb; do \
+	  name=$$(basename $$notebook .ipynb); mkdir -p nbgrader/source/$$name; \
+	  ln -sfn ../../../$$notebook nbgrader/source/$$name/$$name.ipynb; \
+	  echo "nbgrader/source/$$name/$$name.ipynb -> $$notebook"; done
+
+# Learners work in their own copy, my-notebooks/ (ignored by git): made from notebooks/ on first use, never
+# overwritten; notebooks the course adds later are copied in (each copy is named on stdout).
+LEARNER_COPY ?= my-notebooks
 # Jupyter refuses to start as root (containers, CI images) unless told: add --allow-root only then.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
-	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
+	$(PY) -m course_utils.progress --copy-only --copy $(LEARNER_COPY)
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) $(LEARNER_COPY)/
 
-test: setup system-deps triton check-release lint test-unit test-notebooks
+# Runs every check of my-notebooks/ headless: exercises passed / failing / not started, and the next one to do.
+progress: setup
+	$(PY) -m course_utils.progress --copy $(LEARNER_COPY)
 
-test-unit: setup triton
+test: setup system-deps triton nbgrader-install check-release lint test-unit test-notebooks
+
+test-unit: setup triton nbgrader-install
 	$(PY) -m pytest -n $(JOBS) tests
 
 # Strict nbval compares every output with the one stored in solutions/; lax runs the student
@@ -102,7 +152,7 @@ format: setup
 # Offline classroom install. `make wheelhouse` collects a wheel of every package the course uses, at the exact
 # versions of this .venv (tested), into wheelhouse/; WITH_TORCH=0 leaves torch out, for machines that already have
 # a CUDA build. On the classroom machine (same OS, CPU architecture and Python version):
-#   python3 -m venv .venv && .venv/bin/pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt -e ".[dev]"
+#   python3 -m venv .venv && .venv/bin/pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt -e ".[lab,dev]"
 WITH_TORCH ?= 1
 wheelhouse: setup
 	rm -rf wheelhouse && mkdir -p wheelhouse

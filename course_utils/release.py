@@ -8,9 +8,13 @@ an optional ``### HINT: ...`` line right after BEGIN becomes the hint. Release
   ``YOUR ANSWER HERE``), at the indentation of the BEGIN marker;
 * clears every output and execution count, and drops saved widget state;
 * tags every solution and check cell ``raises-exception``, so an unsolved notebook still runs top
-  to bottom (under nbval too); check cells stay ``locked``.
+  to bottom (under nbval too); check cells stay ``locked`` (nbgrader) and get ``editable: false`` and
+  ``deletable: false`` (what JupyterLab and Notebook honour);
+* with ``INSERT_INSTALL_CELL`` on, puts ``course_utils.install_cell.INSTALL_CELL`` before the first code
+  cell (for Colab; off until the course has a public address to install from).
 
-Usage::
+Usage, from the course's folder (``solutions/`` is looked up in the current directory, then in the source
+checkout this module belongs to, if any; ``notebooks/`` is the folder next to it)::
 
     python -m course_utils.release            # write notebooks/
     python -m course_utils.release --check    # exit 1 if notebooks/ is stale (CI runs this)
@@ -27,13 +31,17 @@ from pathlib import Path
 
 import nbformat
 
+from course_utils.course_folders import course_folder, require_folder
+from course_utils.install_cell import insert_install_cell
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 HINT = "### HINT:"
 RAISES = "raises-exception"
 _MARKER_LINE = re.compile(r"^(?P<indent>[ \t]*)### (BEGIN|END) SOLUTION\s*$")
-
-ROOT = Path(__file__).resolve().parent.parent
+# The Colab install cell in every student notebook. Off: the course has no public address to install from yet,
+# and the lead turns it on once the notebooks' first cells are settled (tests/test_install_cell.py tests it on).
+INSERT_INSTALL_CELL = False
 
 
 class ReleaseError(ValueError):
@@ -90,8 +98,19 @@ def _strip_answer(source: str, cell_type: str, where: str) -> str:
     return "\n".join(released)
 
 
-def release_notebook(solution: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
-    """The student version of one solution notebook (``path`` is used in error messages)."""
+def _lock(cell) -> None:
+    """A check cell cannot be edited or deleted: nbgrader's flag, and the two JupyterLab honours."""
+    cell.metadata["editable"] = False
+    cell.metadata["deletable"] = False
+
+
+def release_notebook(
+    solution: nbformat.NotebookNode, path: Path, install_cell: bool | None = None
+) -> nbformat.NotebookNode:
+    """The student version of one solution notebook (``path`` is used in error messages).
+
+    ``install_cell`` (default ``INSERT_INSTALL_CELL``) puts the Colab install cell first.
+    """
     student = copy.deepcopy(solution)
     student.metadata.pop("widgets", None)
     seen_ids: dict[str, int] = {}
@@ -127,6 +146,9 @@ def release_notebook(solution: nbformat.NotebookNode, path: Path) -> nbformat.No
         if meta.get("grade") and not meta.get("solution"):
             if not isinstance(meta.get("points"), (int, float)) or meta["points"] <= 0:
                 raise ReleaseError(f"{where}: graded check cell needs positive 'points'")
+            _lock(cell)
+        elif meta.get("locked"):
+            _lock(cell)
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -136,6 +158,8 @@ def release_notebook(solution: nbformat.NotebookNode, path: Path) -> nbformat.No
                     tags.append(RAISES)
         for transient in ("execution", "collapsed", "scrolled"):
             cell.metadata.pop(transient, None)
+    if INSERT_INSTALL_CELL if install_cell is None else install_cell:
+        insert_install_cell(student)
     return student
 
 
@@ -185,12 +209,31 @@ def release(solutions_dir: Path, notebooks_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course-release", description=__doc__.split("\n")[0])
-    parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
-    parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
+    parser.add_argument(
+        "--solutions",
+        type=Path,
+        default=course_folder("solutions"),
+        help="instructor notebooks (default: solutions/ in the current directory)",
+    )
+    parser.add_argument(
+        "--notebooks",
+        type=Path,
+        default=None,
+        help="student notebooks to write (default: notebooks/ next to the solutions folder)",
+    )
     parser.add_argument(
         "--check", action="store_true", help="fail if notebooks/ is stale; write nothing"
     )
     args = parser.parse_args(argv)
+    try:
+        require_folder(
+            args.solutions, "--solutions", "a folder of solution notebooks (NN_name.ipynb)"
+        )
+    except FileNotFoundError as error:
+        print(f"release error: {error}", file=sys.stderr)
+        return 2
+    if args.notebooks is None:
+        args.notebooks = args.solutions.parent / "notebooks"
     try:
         if args.check:
             problems = stale_notebooks(args.solutions, args.notebooks)

@@ -8,6 +8,10 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from course_utils import course_folders
+from course_utils import release as release_module
+from course_utils.course_folders import course_folder
+from course_utils.install_cell import INSTALL_CELL, INSTALL_CELL_ID, insert_install_cell
 from course_utils.release import BEGIN, END, RAISES, ReleaseError, main, release_notebook
 
 SOLUTION_META = {
@@ -69,6 +73,44 @@ def test_release_replaces_answer_by_hinted_stub_and_tags_cells(tmp_path):
     assert RAISES in exercise.metadata["tags"] and RAISES in checker.metadata["tags"]
     assert checker.metadata["nbgrader"]["locked"] is True
     assert "tags" not in student.cells[4].metadata
+
+
+def test_check_cells_are_locked_for_jupyterlab_and_solution_cells_stay_editable(tmp_path):
+    student = release_notebook(toy_solution(), tmp_path / "09_toy.ipynb")
+    exercise, checker = student.cells[2], student.cells[3]
+    assert checker.metadata["editable"] is False and checker.metadata["deletable"] is False
+    assert "editable" not in exercise.metadata and "deletable" not in exercise.metadata
+    assert all("editable" not in cell.metadata for cell in student.cells[:2] + student.cells[4:])
+
+
+def test_every_released_check_cell_is_locked(repo_root):
+    for path in sorted((repo_root / "notebooks").glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        checks = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        assert checks, path.name
+        for cell in checks:
+            assert cell.metadata.get("editable") is False, f"{path.name}: {cell.source!r}"
+            assert cell.metadata.get("deletable") is False, f"{path.name}: {cell.source!r}"
+
+
+def test_install_cell_goes_before_the_first_code_cell_once_and_only_when_asked(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "09_toy.ipynb"
+    assert all(
+        cell.get("id") != INSTALL_CELL_ID for cell in release_notebook(toy_solution(), path).cells
+    )
+    student = release_notebook(toy_solution(), path, install_cell=True)
+    assert student.cells[0].cell_type == "markdown"
+    assert (
+        student.cells[1].id == INSTALL_CELL_ID and student.cells[1].source == INSTALL_CELL.rstrip()
+    )
+    assert student.cells[2].source == "import math"
+    solution_with_cell = insert_install_cell(toy_solution())
+    again = release_notebook(solution_with_cell, path, install_cell=True)
+    assert [cell.get("id") for cell in again.cells].count(INSTALL_CELL_ID) == 1
+    monkeypatch.setattr(release_module, "INSERT_INSTALL_CELL", True)
+    assert release_notebook(toy_solution(), path).cells[1].id == INSTALL_CELL_ID
 
 
 def test_markdown_answers_are_replaced():
@@ -142,8 +184,38 @@ def copy_course(repo_root, tmp_path):
     return tmp_path / "solutions", tmp_path / "notebooks"
 
 
-def test_repository_notebooks_are_in_sync(repo_root):
+def test_repository_notebooks_are_in_sync(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
     assert main(["--check"]) == 0
+
+
+def test_folders_default_to_the_current_directory(repo_root, tmp_path, monkeypatch, capsys):
+    copy_course(repo_root, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert course_folder("solutions") == tmp_path / "solutions"
+    assert main(["--check"]) == 0
+    assert "in sync" in capsys.readouterr().out
+    # a new course: solutions/ only; notebooks/ goes next to it
+    shutil.rmtree(tmp_path / "notebooks")
+    assert main([]) == 0
+    assert (tmp_path / "notebooks" / "01_soft_weights.ipynb").is_file()
+
+
+def test_from_elsewhere_the_checkout_is_found_and_an_install_names_the_missing_folder(
+    repo_root, tmp_path, monkeypatch, capsys
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert course_folder("solutions") == repo_root / "solutions"  # editable install: the checkout
+    site_packages = tmp_path / "site-packages"  # a wheel's install: no course folders next to it
+    (site_packages / "course_utils").mkdir(parents=True)
+    monkeypatch.setattr(course_folders, "CHECKOUT", site_packages)
+    assert course_folder("solutions") == elsewhere / "solutions"
+    assert main(["--check"]) == 2
+    err = capsys.readouterr().err
+    assert "--solutions: expected a folder of solution notebooks (NN_name.ipynb)" in err
+    assert f"got {elsewhere / 'solutions'}, which does not exist" in err
 
 
 def test_check_detects_a_touched_solution_and_release_fixes_it(repo_root, tmp_path, capsys):

@@ -43,10 +43,12 @@ MESSAGE_LIMIT = 500  # characters of an exception message sent back
 
 
 def apply_limits(limits: dict) -> None:
-    """Lower soft AND hard limits on this process, so that the learner cannot raise them back."""
+    """Lower soft AND hard limits on this process, so that the learner cannot raise them back.
+
+    The memory limit is not set here: see ``limit_memory_above_baseline``.
+    """
     table = {
         "cpu_seconds": (resource.RLIMIT_CPU, 1),
-        "memory_mb": (resource.RLIMIT_AS, 1024 * 1024),
         "file_size_mb": (resource.RLIMIT_FSIZE, 1024 * 1024),
         "open_files": (resource.RLIMIT_NOFILE, 1),
         "processes": (resource.RLIMIT_NPROC, 1),
@@ -66,6 +68,36 @@ def apply_limits(limits: dict) -> None:
         else:
             resource.setrlimit(which, (value, value))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def address_space_bytes() -> int:
+    """This process's mapped address space (VmSize), 0 where /proc is not there."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def limit_memory_above_baseline(memory_mb: int | None) -> int:
+    """RLIMIT_AS = what is mapped now (interpreter, torch, the setup) + ``memory_mb``; returns the baseline.
+
+    A CUDA build of torch maps ~3.2 GB of address space at import (the CPU build ~0.6 GB) without
+    using that memory: a fixed address-space limit would leave a submission nothing on one build and
+    plenty on the other. Measured after the trusted setup, the limit bounds what the SUBMISSION maps.
+    """
+    baseline = address_space_bytes()
+    if memory_mb is None:
+        return baseline
+    value = baseline + int(memory_mb) * 1024 * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (value, value))
+    return baseline
 
 
 class Channel:
@@ -186,7 +218,8 @@ def run_item(item: dict, namespace: dict, channel: Channel) -> None:
 
 
 def run_job(job: dict, channel: Channel) -> None:
-    """Limits, setup, seccomp, then every item; ends the process (never returns)."""
+    """Limits, setup, the memory limit above what setup mapped, seccomp, then every item; ends the
+    process (never returns)."""
     apply_limits(job["limits"])
     namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
@@ -194,6 +227,7 @@ def run_job(job: dict, channel: Channel) -> None:
     except BaseException as error:  # noqa: BLE001
         channel.send(event="setup_error", **describe_exception(error, "<setup cell>", job["setup"]))
         os._exit(3)
+    limit_memory_above_baseline(job["limits"].get("memory_mb"))
     seccomp_error = None
     from course_utils.grade import seccomp
 

@@ -89,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--memory-mb",
         type=_positive(int),
-        default=3072,
-        help="address-space limit of a child in MB (default 3072; torch needs ~1000)",
+        default=2048,
+        help="address space a submission may map, in MB on top of what the interpreter, torch and "
+        "the setup cell already map (default 2048; that baseline is ~0.6 GB with a CPU build of "
+        "torch, ~3.2 GB with a CUDA build)",
     )
     parser.add_argument(
         "--notebooks",

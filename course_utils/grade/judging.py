@@ -44,7 +44,10 @@ def _case_problem(
                 "not_implemented"
             )
         if is_memory_error(error):
-            return f"ran out of memory (limit {memory_mb} MB): {describe_error(error)}", "memory"
+            return (
+                f"ran out of memory (limit {memory_mb} MB above what the setup mapped; instructors: --memory-mb): {describe_error(error)}",
+                "memory",
+            )
         explanation = cases.explain_error(index, error["type"], error["message"])
         problem = f"raised {describe_error(error)}"
         return (f"{problem}; {explanation}" if explanation else problem), "error"
@@ -81,7 +84,7 @@ def judge_exercise(
             return row(
                 0.0,
                 "memory",
-                f"running the cell ran out of memory (limit {memory_mb} MB): {describe_error(error)}",
+                f"running the cell ran out of memory (limit {memory_mb} MB above what the setup mapped; instructors: --memory-mb): {describe_error(error)}",
             )
         return row(0.0, "error", f"running the cell raised {describe_error(error)}")
     forbidden = [

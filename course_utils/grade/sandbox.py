@@ -78,7 +78,9 @@ class GradingInterrupted(BaseException):
 
 @dataclass(frozen=True)
 class Limits:
-    memory_mb: int = 3072
+    memory_mb: int = (
+        2048  # on top of the child's baseline after setup (child.limit_memory_above_baseline)
+    )
     cpu_seconds: int = 120
     file_size_mb: int = 16
     open_files: int = 256
