@@ -2,7 +2,8 @@
 
 ``solutions/`` is the single source of the course. In a solution cell (nbgrader metadata
 ``solution: true``) the answer sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``;
-an optional ``### HINT: ...`` line right after BEGIN becomes the hint. Release
+an optional ``### HINT: ...`` line right above BEGIN (kept in the stub, as nbgrader keeps it) or right
+after it (removed with the answer) becomes the hint. Release
 
 * replaces each answer span by ``raise NotImplementedError("<hint>")`` (markdown answers by
   ``YOUR ANSWER HERE``), at the indentation of the BEGIN marker;
@@ -70,7 +71,10 @@ def _strip_answer(source: str, cell_type: str, where: str) -> str:
         if stripped == BEGIN:
             if inside:
                 raise ReleaseError(f"{where}: nested {BEGIN} on line {number}")
-            inside, spans, hint = True, spans + 1, ""
+            # A hint on the line just above BEGIN stays in the stub (nbgrader's generator keeps it too).
+            above = lines[number - 2].strip() if number >= 2 else ""
+            hint = above[len(HINT) :].strip() if above.startswith(HINT) else ""
+            inside, spans = True, spans + 1
             indent = _MARKER_LINE.match(line).group("indent") if _MARKER_LINE.match(line) else ""
             continue
         if stripped == END:

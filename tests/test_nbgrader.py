@@ -1,7 +1,8 @@
 """nbgrader itself, with the shipped nbgrader_config.py and `make nbgrader-source`, on notebook 01:
 generate_assignment, then autograde of a solved submission (full marks) and an unsolved one (0 points,
-every cell run). Two expectations wait for solutions/ to change and are marked xfail(strict): nbgrader's
-generator keeps the exercise's hint, and its student notebook runs top to bottom (raises-exception tags).
+every cell run); nbgrader's generator keeps each exercise's hint (the ### HINT: line sits above
+### BEGIN SOLUTION) and its student notebook runs top to bottom (solution and check cells are tagged
+raises-exception in solutions/).
 """
 
 from __future__ import annotations
@@ -119,11 +120,6 @@ def exercise_cells(notebook) -> dict[str, str]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nbgrader's ClearSolutions replaces the whole BEGIN..END span, ### HINT: line included; "
-    "passes once solutions/ keeps the hint outside the span",
-)
 def test_nbgrader_release_keeps_each_hint(course):
     ours = exercise_cells(nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4))
     theirs = exercise_cells(nbformat.read(course / "release" / ASSIGNMENT / NOTEBOOK, as_version=4))
@@ -132,11 +128,6 @@ def test_nbgrader_release_keeps_each_hint(course):
         assert hint and hint in theirs[grade_id], f"{grade_id}: hint {hint!r} lost"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="solutions/ carries no raises-exception tags, so nbgrader's student notebook stops at "
-    "its first check cell; passes once solutions/ tags solution and check cells",
-)
 def test_nbgrader_release_runs_top_to_bottom_for_a_learner(course):
     """Run All (JupyterLab, nbclient, nbval) goes past an error only in a cell tagged raises-exception;
     tests/test_release.py runs our own student notebook top to bottom the same way."""
