@@ -12,26 +12,19 @@ the submissions did), 1 when the grader itself could not run some notebook (see 
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from course_utils.course_folders import course_folder
-from course_utils.grade import report, seccomp
+from course_utils.grade import report
 from course_utils.grade.cases import draw_cases, gradable_notebooks
-from course_utils.grade.results import NotebookResult, Row
-from course_utils.grade.runner import Settings, grade_notebook
-from course_utils.grade.sandbox import Launcher, Limits, SandboxError, choose_sandbox
+from course_utils.grade.classroom import grade_class
+from course_utils.grade.sandbox import SandboxError
 from course_utils.grade.submission import NotebookError, ReleasedNotebook, load_released
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class UsageError(Exception):
@@ -215,53 +208,6 @@ def _prepare(name: str, released_dir: Path, seed: int) -> tuple[ReleasedNotebook
     return released, cases
 
 
-def _matplotlib_fontlist() -> dict | None:
-    """The parent's matplotlib font cache, handed to children so they do not rebuild it."""
-    try:
-        import matplotlib
-        from matplotlib import font_manager
-
-        path = (
-            Path(matplotlib.get_cachedir())
-            / f"fontlist-v{font_manager.FontManager.__version__}.json"
-        )
-        return {"name": path.name, "text": path.read_text(encoding="utf-8")}
-    except Exception:  # noqa: BLE001 - only a speed-up
-        return None
-
-
-def _preload_modules(notebooks) -> list[str]:
-    """Modules a zygote imports once: those the setup cells import, and the child's own."""
-    modules = ["numpy", "torch", "course_utils.grade.codec", "course_utils.grade.seccomp"]
-    for released in notebooks:
-        for node in ast.walk(ast.parse(released.setup_source)):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            else:
-                continue
-            modules += [name for name in names if name not in modules]
-    return modules
-
-
-def _process_limit() -> int | None:
-    """RLIMIT_NPROC for children: this user's current tasks plus headroom (root: not enforced)."""
-    if os.getuid() == 0:
-        return None
-    tasks = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(
-                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
-            )
-            if int(fields["Uid"].split()[0]) == os.getuid():
-                tasks += int(fields["Threads"])
-        except (OSError, KeyError, ValueError):
-            continue
-    return tasks + 512
-
-
 def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -288,11 +234,54 @@ def _run(args: argparse.Namespace) -> int:
     names = _select(args.notebooks, gradable, students, args.released)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     prepared = {name: _prepare(name, args.released, seed) for name in names}
+    _warn_about_ungradable_files(students, gradable)
+    json_path = _check_outputs(args)
+    hidden = [args.solutions, args.submissions, args.out, json_path]
+    if args.feedback is not None:
+        hidden.append(args.feedback)
+    try:
+        run = grade_class(students, names, prepared, args, [Path(path) for path in hidden])
+    except SandboxError as error:
+        raise UsageError(str(error)) from None
+    for warning in run.warnings:
+        _warn(warning)
+    rows = [row for result in run.results for row in result.rows]
+    runs = _run_facts(students, names, run.results)
+    grader_errors = [message for result in run.results for message in result.grader_errors]
+    seccomp_problems = {result.seccomp_problem for result in run.results if result.seccomp_problem}
+    if seccomp_problems:
+        _warn(
+            "warning: the seccomp filter could not be installed in the children "
+            f"({seccomp_problems.pop()}); submissions could start processes"
+        )
+    grader = {
+        "sandbox": run.sandbox_mode,
+        "timeout_s": args.timeout,
+        "startup_timeout_s": args.startup_timeout,
+        "memory_mb": args.memory_mb,
+        "jobs": args.jobs,
+        "seed": seed,
+        "preloaded_interpreter": run.preloaded_interpreter,
+        "notebooks": names,
+        "grader_errors": grader_errors,
+    }
+    feedback_files = _write_reports(args, json_path, rows, grader, runs)
+    _print_summary(args, json_path, rows, runs, len(students), len(names), feedback_files)
+    for message in grader_errors:
+        _warn(f"grader error: {report.printable(message)}")
+    return 1 if grader_errors else 0
+
+
+def _warn_about_ungradable_files(students: list[Path], gradable: list[str]) -> None:
     for student in students:
         for path in sorted(student.glob("*.ipynb")):
             if path.stem not in gradable:
                 where = report.printable(f"{student.name}/{path.name}")
                 _warn(f"warning: {where} is not a gradable notebook name; ignored")
+
+
+def _check_outputs(args: argparse.Namespace) -> Path:
+    """The JSON report's path, once every output location is known to be writable."""
     json_path = args.json or args.out.with_suffix(".json")
     if json_path.absolute() == args.out.absolute():
         raise UsageError(f"the CSV (--out) and the JSON (--json) would both be {json_path}")
@@ -306,89 +295,33 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"cannot create feedback folder {args.feedback}: {error.strerror or error}"
             ) from None
-    scratch_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
-    hidden = [args.solutions, args.submissions, scratch_root, args.out, json_path]
-    if args.feedback is not None:
-        hidden.append(args.feedback)
-    try:
-        try:
-            sandbox = choose_sandbox(
-                args.sandbox, tuple(Path(path) for path in hidden), scratch_root / "sandbox"
-            )
-        except SandboxError as error:
-            raise UsageError(str(error)) from None
-        if sandbox.warning:
-            _warn(sandbox.warning)
-        launcher = Launcher(
-            sandbox,
-            scratch_root,
-            preload=_preload_modules(released for released, _ in prepared.values()),
-            fontlist=_matplotlib_fontlist(),
-            startup_timeout=args.startup_timeout,
-            use_zygote=not args.spawn and seccomp.supported(),
-        )
-        settings = Settings(
-            sandbox=sandbox,
-            limits=Limits(memory_mb=args.memory_mb, processes=_process_limit()),
-            timeout=args.timeout,
-            startup_timeout=args.startup_timeout,
-            launcher=launcher,
-        )
-        try:
-            results = _grade_all(students, names, prepared, settings, args.jobs, args.quiet)
-        finally:
-            launcher.close()
-        if launcher.fallback_reason:
-            _warn(
-                "warning: could not use a preloaded interpreter, so every notebook started a "
-                f"fresh one (slower): {launcher.fallback_reason}"
-            )
-    finally:
-        shutil.rmtree(scratch_root, ignore_errors=True)
-    rows = [row for result in results for row in result.rows]
-    runs = [
+    return json_path
+
+
+def _run_facts(students: list[Path], names: list[str], results) -> list[dict]:
+    tasks = [(student, name) for student in students for name in names]
+    return [
         {
             "student": student.name,
             "notebook": name,
             "seconds": round(result.seconds, 3),
             "children": result.children,
         }
-        for (student, name), result in zip(
-            ((student, name) for student in students for name in names), results, strict=True
-        )
+        for (student, name), result in zip(tasks, results, strict=True)
     ]
-    grader_errors = [message for result in results for message in result.grader_errors]
-    seccomp_problems = {result.seccomp_problem for result in results if result.seccomp_problem}
-    if seccomp_problems:
-        _warn(
-            "warning: the seccomp filter could not be installed in the children "
-            f"({seccomp_problems.pop()}); submissions could start processes"
-        )
-    grader = {
-        "sandbox": sandbox.mode,
-        "timeout_s": args.timeout,
-        "startup_timeout_s": args.startup_timeout,
-        "memory_mb": args.memory_mb,
-        "jobs": args.jobs,
-        "seed": seed,
-        "preloaded_interpreter": launcher.use_zygote,
-        "notebooks": names,
-        "grader_errors": grader_errors,
-    }
-    feedback_files = _write_reports(args, json_path, rows, grader, runs)
+
+
+def _print_summary(args, json_path, rows, runs, students: int, notebooks: int, feedback_files):
     if not args.quiet:
         print(report.summary_table(rows))
         print()
     seconds = sorted(run["seconds"] for run in runs)
     median = seconds[len(seconds) // 2] if seconds else 0.0
     print(
-        f"graded {len(students)} students × {len(names)} notebooks ({len(rows)} rows, median "
+        f"graded {students} students × {notebooks} notebooks ({len(rows)} rows, median "
         f"{median:.1f} s per notebook) -> {args.out}, {json_path}"
         + (f", {len(feedback_files)} feedback files in {args.feedback}" if args.feedback else "")
     )
-    for message in grader_errors:
-        _warn(f"grader error: {report.printable(message)}")
-    return 1 if grader_errors else 0
 
 
 def _write_reports(args, json_path: Path, rows: list, grader: dict, runs: list) -> list[Path]:
@@ -402,49 +335,3 @@ def _write_reports(args, json_path: Path, rows: list, grader: dict, runs: list) 
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
-
-
-def _grade_all(
-    students, names, prepared, settings: Settings, jobs: int, quiet: bool
-) -> list[NotebookResult]:
-    from tqdm import tqdm
-
-    tasks = [(student, name) for student in students for name in names]
-
-    def grade(task) -> NotebookResult:
-        student, name = task
-        released, cases = prepared[name]
-        path = student / f"{name}.ipynb"
-        exists = path.exists() or path.is_symlink()
-        try:
-            return grade_notebook(student.name, released, path if exists else None, cases, settings)
-        except Exception as error:  # noqa: BLE001 - a grader bug: report it, grade the others
-            message = f"internal grader error: {type(error).__name__}: {error}"
-            rows = [
-                Row(
-                    student.name,
-                    name,
-                    exercise.grade_id,
-                    0.0,
-                    exercise.points,
-                    "grader_error",
-                    message,
-                )
-                for exercise in released.exercises
-            ]
-            return NotebookResult(rows=rows, grader_errors=[f"{student.name}/{name}: {message}"])
-
-    with tqdm(
-        total=len(tasks), unit="notebook", file=sys.stderr, disable=quiet, desc="grading"
-    ) as progress:
-        executor = ThreadPoolExecutor(max_workers=jobs)
-        try:
-            futures = [executor.submit(grade, task) for task in tasks]
-            for future in futures:
-                future.add_done_callback(lambda _: progress.update(1))
-            return [future.result() for future in futures]
-        except KeyboardInterrupt:
-            settings.launcher.interrupt()  # kill the running children, start no new one
-            raise
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
