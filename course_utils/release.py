@@ -40,9 +40,9 @@ END = "### END SOLUTION"
 HINT = "### HINT:"
 RAISES = "raises-exception"
 _MARKER_LINE = re.compile(r"^(?P<indent>[ \t]*)### (BEGIN|END) SOLUTION\s*$")
-# The Colab install cell in every student notebook. Off: the course has no public address to install from yet,
-# and the lead turns it on once the notebooks' first cells are settled (tests/test_install_cell.py tests it on).
-INSERT_INSTALL_CELL = False
+# The Colab install cell opens every student notebook (course_utils.install_cell): where the kernel has no
+# course_utils it installs COURSE_PIP_SPEC, or says to set it while the course has no public address.
+INSERT_INSTALL_CELL = True
 
 
 class ReleaseError(ValueError):

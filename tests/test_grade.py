@@ -28,6 +28,7 @@ from course_utils.grade.results import Outcome, Row
 from course_utils.grade.runner import Settings
 from course_utils.grade.sandbox import Limits, Sandbox
 from course_utils.grade.submission import load_released, read_submission
+from course_utils.install_cell import INSTALL_CELL_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "01_soft_weights.ipynb"
@@ -194,6 +195,15 @@ def kernel_regression(query_points, train_points, train_values, bandwidth):
     weights = torch.zeros(len(query_points), len(train_points), dtype=train_points.dtype)
     return weights @ train_values, weights
 """
+
+
+def setup_cell(notebook: dict) -> dict:
+    """The released notebook's setup cell: its first code cell after the Colab install cell."""
+    return next(
+        cell
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code" and cell.get("id") != INSTALL_CELL_ID
+    )
 
 
 def solution_notebook() -> dict:
@@ -527,8 +537,7 @@ def test_every_solution_notebook_gets_full_marks(tmp_path):
 def test_broken_setup_is_a_grader_error_with_exit_1(tmp_path):
     """A released setup cell that fails is the grader's problem: rows say so, exit status 1."""
     released = json.loads(RELEASED.read_text(encoding="utf-8"))
-    first_code = next(cell for cell in released["cells"] if cell["cell_type"] == "code")
-    first_code["source"] = "raise RuntimeError('broken setup')\n"
+    setup_cell(released)["source"] = "raise RuntimeError('broken setup')\n"
     (tmp_path / "released").mkdir()
     (tmp_path / "released" / RELEASED.name).write_text(json.dumps(released), encoding="utf-8")
     write_submission(tmp_path / "submissions" / "alice")

@@ -63,7 +63,7 @@ def toy_solution():
 
 
 def test_release_replaces_answer_by_hinted_stub_and_tags_cells(tmp_path):
-    student = release_notebook(toy_solution(), tmp_path / "09_toy.ipynb")
+    student = release_notebook(toy_solution(), tmp_path / "09_toy.ipynb", install_cell=False)
     exercise, checker = student.cells[2], student.cells[3]
     assert exercise.source == (
         "def double(x):\n    # YOUR CODE HERE\n    raise NotImplementedError('multiply by two')"
@@ -76,7 +76,7 @@ def test_release_replaces_answer_by_hinted_stub_and_tags_cells(tmp_path):
 
 
 def test_check_cells_are_locked_for_jupyterlab_and_solution_cells_stay_editable(tmp_path):
-    student = release_notebook(toy_solution(), tmp_path / "09_toy.ipynb")
+    student = release_notebook(toy_solution(), tmp_path / "09_toy.ipynb", install_cell=False)
     exercise, checker = student.cells[2], student.cells[3]
     assert checker.metadata["editable"] is False and checker.metadata["deletable"] is False
     assert "editable" not in exercise.metadata and "deletable" not in exercise.metadata
@@ -93,10 +93,19 @@ def test_every_released_check_cell_is_locked(repo_root):
             assert cell.metadata.get("deletable") is False, f"{path.name}: {cell.source!r}"
 
 
+def test_every_student_notebook_opens_with_the_install_cell(repo_root):
+    for path in sorted((repo_root / "notebooks").glob("*.ipynb")):
+        code = [
+            cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"
+        ]
+        assert code[0].id == INSTALL_CELL_ID, path.name
+
+
 def test_install_cell_goes_before_the_first_code_cell_once_and_only_when_asked(
     tmp_path, monkeypatch
 ):
     path = tmp_path / "09_toy.ipynb"
+    monkeypatch.setattr(release_module, "INSERT_INSTALL_CELL", False)
     assert all(
         cell.get("id") != INSTALL_CELL_ID for cell in release_notebook(toy_solution(), path).cells
     )

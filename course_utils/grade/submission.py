@@ -26,6 +26,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course_utils.install_cell import INSTALL_CELL_ID
+
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 MAX_CELL_CHARACTERS = 256 * 1024
 MAX_ADDED_CELLS = 100
@@ -119,7 +121,11 @@ def load_released(path: Path) -> ReleasedNotebook:
         cells = notebook["cells"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise NotebookError(f"{path}: cannot read the released notebook: {error}") from None
-    code_cells = [cell for cell in cells if cell.get("cell_type") == "code"]
+    code_cells = [
+        cell
+        for cell in cells
+        if cell.get("cell_type") == "code" and cell.get("id") != INSTALL_CELL_ID
+    ]  # the Colab install cell is not the setup: the grader's environment has course_utils
     if not code_cells:
         raise NotebookError(f"{path}: has no code cell to use as setup")
     if _nbgrader(code_cells[0]).get("solution"):
