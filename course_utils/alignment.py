@@ -167,7 +167,37 @@ def gaussian_window_weights(
 # --------------------------------------------------------------------------------------------------
 
 
-class AdditiveAttention(nn.Module):
+class _ScoredAttention(nn.Module):
+    """What every attention here does around its score: check, weigh the keys, average the values.
+
+    A subclass sets ``query_dim`` and ``key_dim`` and defines ``scores(query, keys, prepared)``,
+    the scores (B, n, m) of a query (B, n, d_q); Luong's local-p also redefines ``_weights``.
+    """
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        prepared: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        several_steps = _check_attention_inputs(
+            query, keys, values, mask, self.query_dim, self.key_dim
+        )
+        steps = _as_steps(query)
+        weights = self._weights(self.scores(steps, keys, prepared), steps, keys, mask)
+        context = _context(weights, values)
+        if not several_steps:
+            return context.squeeze(1), weights.squeeze(1)
+        return context, weights
+
+    def _weights(self, scores, query, keys, mask) -> torch.Tensor:
+        """α_ij = softmax_j(e_ij) over the keys the mask allows: (B, n, m)."""
+        return masked_softmax(scores, _key_mask(mask, keys, True), dim=-1)
+
+
+class AdditiveAttention(_ScoredAttention):
     """Bahdanau's additive attention, e_ij = vᵀ tanh(W s_{i-1} + U h_j).
 
     ``prepare(keys)`` computes U h_j once per sentence; a decoder passes it back as ``prepared`` at
@@ -200,29 +230,11 @@ class AdditiveAttention(nn.Module):
         hidden = torch.tanh(self.query_proj(query)[:, :, None, :] + projected_keys[:, None, :, :])
         return self.score_vector(hidden).squeeze(-1)  # vᵀ tanh(...)
 
-    def forward(
-        self,
-        query: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        prepared: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        several_steps = _check_attention_inputs(
-            query, keys, values, mask, self.query_dim, self.key_dim
-        )
-        scores = self.scores(_as_steps(query), keys, prepared)
-        weights = masked_softmax(scores, _key_mask(mask, keys, True), dim=-1)  # α = softmax_j(e)
-        context = _context(weights, values)
-        if not several_steps:
-            return context.squeeze(1), weights.squeeze(1)
-        return context, weights
-
     def extra_repr(self) -> str:
         return f"query_dim={self.query_dim}, key_dim={self.key_dim}, hidden_dim={self.hidden_dim}"
 
 
-class LuongAttention(nn.Module):
+class LuongAttention(_ScoredAttention):
     """Luong's global attention with a dot, general or concat score; local-p with ``window=D``.
 
     ``scaled=True`` divides dot and general scores by √d_k (the Transformer's fix, notebook 03).
@@ -293,38 +305,22 @@ class LuongAttention(nn.Module):
         gate = torch.sigmoid(self.position_out(torch.tanh(self.position_hidden(query)))).squeeze(-1)
         return (lengths.to(gate.dtype) - 1).clamp_min(0)[:, None] * gate
 
-    def forward(
-        self,
-        query: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        prepared: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        several_steps = _check_attention_inputs(
-            query, keys, values, mask, self.query_dim, self.key_dim
-        )
-        steps = _as_steps(query)
-        scores = self.scores(steps, keys, prepared)
+    def _weights(self, scores, query, keys, mask) -> torch.Tensor:
+        """Global: softmax over the allowed keys; local-p: times a Gaussian window around p_t."""
         if self.window is None:
-            weights = masked_softmax(scores, _key_mask(mask, keys, True), dim=-1)
-        else:
-            if mask is not None and tuple(mask.shape) != tuple(keys.shape[:2]):
-                raise ValueError(
-                    f"local-p attention needs a (batch, key positions) padding mask "
-                    f"{tuple(keys.shape[:2])}, got {tuple(mask.shape)}"
-                )
-            lengths = (
-                mask.sum(dim=-1)
-                if mask is not None
-                else torch.full((keys.shape[0],), keys.shape[1], device=keys.device)
+            return super()._weights(scores, query, keys, mask)
+        if mask is not None and tuple(mask.shape) != tuple(keys.shape[:2]):
+            raise ValueError(
+                f"local-p attention needs a (batch, key positions) padding mask "
+                f"{tuple(keys.shape[:2])}, got {tuple(mask.shape)}"
             )
-            centers = self.predicted_positions(steps, lengths)
-            weights = gaussian_window_weights(scores, centers, self.window, lengths)
-        context = _context(weights, values)
-        if not several_steps:
-            return context.squeeze(1), weights.squeeze(1)
-        return context, weights
+        lengths = (
+            mask.sum(dim=-1)
+            if mask is not None
+            else torch.full((keys.shape[0],), keys.shape[1], device=keys.device)
+        )
+        centers = self.predicted_positions(query, lengths)
+        return gaussian_window_weights(scores, centers, self.window, lengths)
 
     def extra_repr(self) -> str:
         window = f", window={self.window}" if self.window is not None else ""

@@ -99,6 +99,9 @@ class TileStep:
     row_sum: torch.Tensor
 
 
+OnTile = Callable[[TileStep], None]  # what flash_attention_forward calls after each computed tile
+
+
 def tile_kind(q_start: int, q_stop: int, k_start: int, k_stop: int, causal: bool) -> str:
     """'skip', 'full' or 'partial' for the tile of queries [q_start, q_stop) × keys [k_start, k_stop).
 
@@ -156,11 +159,7 @@ def tile_schedule(
 
 
 def count_tiles(
-    n_q: int,
-    n_k: int,
-    block_q: int | None = None,
-    block_k: int | None = None,
-    causal: bool = False,
+    n_q: int, n_k: int, block_q: int | None = None, block_k: int | None = None, causal: bool = False
 ) -> dict[str, int]:
     """How many tiles are 'full', 'partial' and 'skip', plus 'computed' (= full + partial) and 'total'."""
     counts = {TILE_FULL: 0, TILE_PARTIAL: 0, TILE_SKIP: 0}
@@ -364,6 +363,12 @@ def in_compute_dtype(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in _UPCAST else tensor
 
 
+def _checked_inputs(q, k, v, causal, block_q, block_k) -> tuple[list[torch.Tensor], int, int]:
+    """Check the inputs; return q, k, v in their compute dtype and the block sizes to use."""
+    block_q, block_k = check_flash_inputs(q, k, v, causal, block_q, block_k)
+    return [in_compute_dtype(tensor) for tensor in (q, k, v)], block_q, block_k
+
+
 def flash_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -379,29 +384,22 @@ def flash_attention(
     and a last block that does not fill up is simply shorter. With ``causal=True`` query i attends
     keys j <= i and tiles entirely above the diagonal are never computed.
     """
-    block_q, block_k = check_flash_inputs(q, k, v, causal, block_q, block_k)
-    compute = [in_compute_dtype(tensor) for tensor in (q, k, v)]
+    compute, block_q, block_k = _checked_inputs(q, k, v, causal, block_q, block_k)
     out = _FlashAttentionFunction.apply(*compute, causal, block_q, block_k)
     return out.to(q.dtype)
 
 
 def flash_attention_forward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    causal: bool = False,
-    block_q: int | None = None,
-    block_k: int | None = None,
-    on_tile: Callable[[TileStep], None] | None = None,
+    q, k, v, causal=False, block_q=None, block_k=None, on_tile: OnTile | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The forward pass alone (no autograd): returns (out, lse) with lse of shape (..., n_q).
+    """The forward pass alone (no autograd), with the arguments of :func:`flash_attention`.
 
-    ``on_tile(step)`` is called after each computed tile with a :class:`TileStep`; skipped tiles
-    are never visited, so counting the calls counts the work done.
+    Returns (out, lse) with lse of shape (..., n_q). ``on_tile(step)`` is called after each
+    computed tile with a :class:`TileStep`; skipped tiles are never visited, so counting the calls
+    counts the work done.
     """
-    block_q, block_k = check_flash_inputs(q, k, v, causal, block_q, block_k)
+    compute, block_q, block_k = _checked_inputs(q, k, v, causal, block_q, block_k)
     with torch.no_grad():
-        compute = [in_compute_dtype(tensor) for tensor in (q, k, v)]
         out, lse = _forward(*compute, causal, block_q, block_k, on_tile)
     return out.to(q.dtype), lse
 

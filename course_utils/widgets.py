@@ -7,7 +7,8 @@ and read ``explorer.current_weights``. Display it in a notebook with ``explorer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -19,7 +20,26 @@ from course_utils.plots import attention_heatmap, bar_weights
 from course_utils.softmax import masked_softmax, softmax
 
 
-class TemperatureExplorer:
+class _Explorer:
+    """What every explorer shares: an ``Output`` area and a count of its redraws."""
+
+    def __init__(self) -> None:
+        self.output = widgets.Output()
+        self.redraws = 0
+
+    @contextmanager
+    def _new_figure(self, *grid, **figure) -> Iterator[tuple]:
+        """Count a redraw; the figure drawn inside the block replaces the one in the output area."""
+        self.redraws += 1
+        with self.output:
+            self.output.clear_output(wait=True)
+            fig, axes = plt.subplots(*grid, **figure)
+            yield fig, axes
+            display(fig)
+            plt.close(fig)
+
+
+class TemperatureExplorer(_Explorer):
     """softmax(scores / T) as a bar chart, redrawn as the temperature slider moves.
 
     Low T → all weight on the best-scoring key (hard lookup); high T → uniform weights (the mean).
@@ -45,9 +65,8 @@ class TemperatureExplorer:
             style={"description_width": "initial"},
             readout_format=".2f",
         )
-        self.output = widgets.Output()
+        super().__init__()
         self.current_weights = self.weights_at(temperature)
-        self.redraws = 0
         self.slider.observe(self._on_change, names="value")
         self.widget = widgets.VBox([self.slider, self.output])
         self.draw()
@@ -60,10 +79,7 @@ class TemperatureExplorer:
         self.draw()
 
     def draw(self) -> None:
-        self.redraws += 1
-        with self.output:
-            self.output.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(5, 2.5))
+        with self._new_figure(figsize=(5, 2.5)) as (_, ax):
             entropy = -(self.current_weights * self.current_weights.clamp_min(1e-30).log()).sum()
             bar_weights(
                 self.current_weights,
@@ -71,11 +87,9 @@ class TemperatureExplorer:
                 ax=ax,
                 title=f"T = {self.slider.value:.2f}, entropy = {entropy:.2f} nats",
             )
-            display(fig)
-            plt.close(fig)
 
 
-class MaskExplorer:
+class MaskExplorer(_Explorer):
     """A padding, causal or combined mask and the attention weights it leaves, redrawn live.
 
     Controls: ``length_slider`` (sequence length n), ``real_length_slider`` (how many of the n
@@ -114,8 +128,7 @@ class MaskExplorer:
             value=real_length, min=0, max=length, description="real tokens"
         )
         self.kind_selector = widgets.ToggleButtons(options=self.KINDS, value=kind)
-        self.output = widgets.Output()
-        self.redraws = 0
+        super().__init__()
         self._update()
         self.length_slider.observe(self._on_length_change, names="value")
         self.real_length_slider.observe(self._on_change, names="value")
@@ -154,11 +167,8 @@ class MaskExplorer:
         self.draw()
 
     def draw(self) -> None:
-        self.redraws += 1
         empty_rows = int((~self.current_mask.any(dim=-1)).sum())
-        with self.output:
-            self.output.clear_output(wait=True)
-            fig, (mask_ax, weights_ax) = plt.subplots(1, 2, figsize=(10, 4))
+        with self._new_figure(1, 2, figsize=(10, 4)) as (fig, (mask_ax, weights_ax)):
             mask_ax.imshow(self.current_mask.numpy(), cmap="Greys_r", vmin=0, vmax=1)
             mask_ax.set_title(f"{self.kind_selector.value} mask (white = may attend)")
             mask_ax.set_xlabel("keys")
@@ -172,11 +182,9 @@ class MaskExplorer:
             self.weights_image = weights_ax.images[0]
             self.weights_image.set_clim(0.0, 1.0)
             fig.tight_layout()
-            display(fig)
-            plt.close(fig)
 
 
-class TileExplorer:
+class TileExplorer(_Explorer):
     """Step through flash attention's tiles: which (query block, key block) is computed when.
 
     Left: the n × n score matrix cut into tiles — done, current, not computed yet (white), and
@@ -208,8 +216,7 @@ class TileExplorer:
         self.block_picker = widgets.Dropdown(options=options, value=block, description="block")
         self.causal_box = widgets.Checkbox(value=causal, description="causal")
         self.slider = widgets.IntSlider(value=0, min=0, max=0, description="tile step")
-        self.output = widgets.Output()
-        self.redraws = 0
+        super().__init__()
         self._replay()
         self.slider.observe(self._on_step, names="value")
         self.block_picker.observe(self._on_settings, names="value")
@@ -284,11 +291,8 @@ class TileExplorer:
         from matplotlib.colors import ListedColormap
         from matplotlib.patches import Patch
 
-        self.redraws += 1
         tile = self.current_tile
-        with self.output:
-            self.output.clear_output(wait=True)
-            fig, (grid_ax, mass_ax) = plt.subplots(1, 2, figsize=(10, 4))
+        with self._new_figure(1, 2, figsize=(10, 4)) as (fig, (grid_ax, mass_ax)):
             colours = ListedColormap([colour for colour, _ in self.TILE_COLOURS])
             grid_ax.imshow(self._tile_image().numpy(), cmap=colours, vmin=-0.5, vmax=4.5)
             block = self.block_picker.value
@@ -317,5 +321,3 @@ class TileExplorer:
             mass_ax.set_ylabel("softmax mass seen so far")
             mass_ax.set_title("l · exp(m − m_final) / l_final  (1 = row finished)", fontsize=9)
             fig.tight_layout()
-            display(fig)
-            plt.close(fig)

@@ -13,7 +13,7 @@ from functools import cache
 
 from course_utils.exercises.spec import Exercise
 
-FRAMEWORK_MODULES = frozenset({"spec", "judge", "shortcuts"})
+FRAMEWORK_MODULES = frozenset({"spec", "judge", "shortcuts", "shared_mistakes"})
 
 
 @cache

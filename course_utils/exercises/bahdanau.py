@@ -7,11 +7,12 @@ from torch import nn
 
 from course_utils.alignment import AdditiveAttention, additive_scores
 from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.exercises.shared_mistakes import raw_score_mistakes
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
 from course_utils.grade.codec import ModuleInput
 from course_utils.masks import padding_mask
 from course_utils.seq2seq.decoders import bahdanau_step
-from course_utils.softmax import masked_softmax, softmax
+from course_utils.softmax import masked_softmax
 
 NOTEBOOK = "02_bahdanau_attention"
 
@@ -44,37 +45,36 @@ def _additive_score_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
-def _without_source_axis(query, keys, W, U, v):
-    # (B, A) + (B, m, A) lines up sentence b's query with source position b
-    return torch.tanh(query @ W.T + keys @ U.T) @ v
-
-
-def _without_source_axis_keys_first(query, keys, W, U, v):
-    return torch.tanh(keys @ U.T + query @ W.T) @ v
-
-
-def _without_tanh(query, keys, W, U, v):
-    return ((query @ W.T)[:, None, :] + keys @ U.T) @ v
-
-
-def _tanh_outside(query, keys, W, U, v):
-    return torch.tanh(((query @ W.T)[:, None, :] + keys @ U.T) @ v)
-
-
-def _softmaxed_scores(query, keys, W, U, v):
-    return softmax(additive_scores(query, keys, W, U, v), dim=-1)
-
-
-def _squeezed_scores(query, keys, W, U, v):
-    scores = additive_scores(query, keys, W, U, v)
-    return scores.squeeze() if 1 in scores.shape else NOT_APPLICABLE
-
-
 SOURCE_AXIS = (
     "it matches W s without a source axis: (B, A) + (B, m, A) adds sentence b's query to source "
     "position b of every sentence (an error, or silently wrong when B == m); give W s a source "
     "axis, (query @ W.T)[:, None, :], so it meets the keys of its own sentence"
 )
+
+
+@mistake(SOURCE_AXIS)
+def _without_source_axis(query, keys, W, U, v):
+    # (B, A) + (B, m, A) lines up sentence b's query with source position b
+    return torch.tanh(query @ W.T + keys @ U.T) @ v
+
+
+@mistake(SOURCE_AXIS)
+def _without_source_axis_keys_first(query, keys, W, U, v):
+    return torch.tanh(keys @ U.T + query @ W.T) @ v
+
+
+@mistake("it matches a score without the tanh: e_j = vᵀ tanh(W s + U h_j)")
+def _without_tanh(query, keys, W, U, v):
+    return ((query @ W.T)[:, None, :] + keys @ U.T) @ v
+
+
+@mistake(
+    "it matches tanh applied after v: the tanh goes inside, vᵀ tanh(W s + U h_j), not "
+    "tanh(vᵀ (W s + U h_j))"
+)
+def _tanh_outside(query, keys, W, U, v):
+    return torch.tanh(((query @ W.T)[:, None, :] + keys @ U.T) @ v)
+
 
 ADDITIVE_SCORE = Exercise(
     grade_id="ex2_1_additive_score",
@@ -84,9 +84,6 @@ ADDITIVE_SCORE = Exercise(
         "e_j = vᵀ tanh(W s + U h_j): query (B, d_q), keys (B, m, d_k), W (A, d_q), U (A, d_k), "
         "v (A,) → (B, m)."
     ),
-    reference=additive_scores,
-    cases=_additive_score_cases,
-    judge=close("scores", atol=1e-5, rtol=1e-5),
     hint=(
         "project the query with W and every key with U, add them so that each sentence's query "
         "meets its own keys, squash with tanh, then read out with v"
@@ -95,27 +92,21 @@ ADDITIVE_SCORE = Exercise(
         "hidden = torch.tanh((query @ W.T)[:, None, :] + keys @ U.T)  # (B, m, A); "
         "return hidden @ v"
     ),
+    reference=additive_scores,
+    forbidden=("course_utils.alignment.AdditiveAttention.scores",),
+    cases=_additive_score_cases,
+    judge=close("scores"),
     mistakes=(
-        Mistake(SOURCE_AXIS, _without_source_axis),
-        Mistake(SOURCE_AXIS, _without_source_axis_keys_first),
-        Mistake("it matches a score without the tanh: e_j = vᵀ tanh(W s + U h_j)", _without_tanh),
-        Mistake(
-            "it matches tanh applied after v: the tanh goes inside, vᵀ tanh(W s + U h_j), not "
-            "tanh(vᵀ (W s + U h_j))",
-            _tanh_outside,
-        ),
-        Mistake(
-            "it matches softmax weights: return the raw scores e_j, the softmax comes in the next "
-            "exercise",
-            _softmaxed_scores,
-        ),
-        Mistake(
-            "it matches .squeeze() dropping every axis of size 1 (a batch of one, a single source "
-            "word): drop only the last one with .squeeze(-1)",
-            _squeezed_scores,
+        _without_source_axis,
+        _without_source_axis_keys_first,
+        _without_tanh,
+        _tanh_outside,
+        *raw_score_mistakes(
+            additive_scores,
+            softmax_comes="in the next exercise",
+            single_position="a single source word",
         ),
     ),
-    forbidden=("course_utils.alignment.AdditiveAttention.scores",),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -157,44 +148,69 @@ def _real_words(scores, source_lengths):
     return padding_mask(source_lengths, scores.shape[-1])  # True = a real word
 
 
+@mistake(
+    "it matches a softmax over every position: you are attending to padding; fill the "
+    "scores at j >= length with -inf before the softmax"
+)
 def _padding_attended(scores, source_lengths):
     return torch.softmax(scores, dim=-1)
 
 
+@mistake(
+    "it matches an inverted mask: the real words were filled with -inf, so the weight "
+    "went to the padding and a sentence without padding became 0/0 = NaN; True = may "
+    "attend = a real word (j < length), so fill where the mask is False: "
+    "masked_fill(~mask, -inf)"
+)
 def _mask_inverted(scores, source_lengths):
     # fills the real words with -inf: a sentence without padding is all -inf, and 0/0 is NaN
     real = _real_words(scores, source_lengths)
     return torch.softmax(scores.masked_fill(real, float("-inf")), dim=-1)
 
 
+@mistake(
+    "it matches padded scores set to 0: they still get weight exp(0); fill them with -inf "
+    "(or a huge negative number) instead"
+)
 def _padding_filled_with_zero(scores, source_lengths):
     real = _real_words(scores, source_lengths)
     return torch.softmax(scores.masked_fill(~real, 0.0), dim=-1)
 
 
+@mistake(
+    "it matches zeroing the padding after the softmax, so the real words no longer sum "
+    "to 1: mask the scores before the softmax"
+)
 def _padding_zeroed_after_softmax(scores, source_lengths):
     return torch.softmax(scores, dim=-1) * _real_words(scores, source_lengths)
 
 
+@mistake(
+    "it matches one padding position too many attended: positions 0 … length-1 are "
+    "real, so keep j < length (not j <= length)"
+)
 def _one_position_too_many(scores, source_lengths):
     positions = torch.arange(scores.shape[-1])
     allowed = positions[None, :] <= source_lengths[:, None]  # j <= length
     return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
+OVER_THE_BATCH = (
+    "it matches a softmax over the sentences of the batch (dim=0): normalise over the source "
+    "positions, dim=-1"
+)
+
+
+@mistake(OVER_THE_BATCH)
 def _masked_over_batch(scores, source_lengths):
     real = _real_words(scores, source_lengths)
     return torch.softmax(scores.masked_fill(~real, float("-inf")), dim=0)
 
 
+@mistake(OVER_THE_BATCH)
 def _softmax_over_batch(scores, source_lengths):
     return torch.softmax(scores, dim=0)
 
-
-OVER_THE_BATCH = (
-    "it matches a softmax over the sentences of the batch (dim=0): normalise over the source "
-    "positions, dim=-1"
-)
 
 MASKED_ATTENTION_WEIGHTS = Exercise(
     grade_id="ex2_2_masked_attention_weights",
@@ -204,9 +220,6 @@ MASKED_ATTENTION_WEIGHTS = Exercise(
         "Softmax of scores (B, m) over positions j < source_lengths[b], source_lengths (B,); "
         "pad positions get weight 0."
     ),
-    reference=masked_attention_weights,
-    cases=_masked_weights_cases,
-    judge=close("weights", atol=1e-6, rtol=1e-5),
     hint=(
         "mark which positions are real words (position < length), give the others a score whose "
         "exponential is 0, then softmax over the source positions"
@@ -215,38 +228,19 @@ MASKED_ATTENTION_WEIGHTS = Exercise(
         "mask = torch.arange(scores.shape[-1])[None, :] < source_lengths[:, None]; "
         'return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)'
     ),
-    mistakes=(
-        Mistake(
-            "it matches a softmax over every position: you are attending to padding; fill the "
-            "scores at j >= length with -inf before the softmax",
-            _padding_attended,
-        ),
-        Mistake(
-            "it matches an inverted mask: the real words were filled with -inf, so the weight "
-            "went to the padding and a sentence without padding became 0/0 = NaN; True = may "
-            "attend = a real word (j < length), so fill where the mask is False: "
-            "masked_fill(~mask, -inf)",
-            _mask_inverted,
-        ),
-        Mistake(
-            "it matches padded scores set to 0: they still get weight exp(0); fill them with -inf "
-            "(or a huge negative number) instead",
-            _padding_filled_with_zero,
-        ),
-        Mistake(
-            "it matches zeroing the padding after the softmax, so the real words no longer sum "
-            "to 1: mask the scores before the softmax",
-            _padding_zeroed_after_softmax,
-        ),
-        Mistake(
-            "it matches one padding position too many attended: positions 0 … length-1 are "
-            "real, so keep j < length (not j <= length)",
-            _one_position_too_many,
-        ),
-        Mistake(OVER_THE_BATCH, _masked_over_batch),
-        Mistake(OVER_THE_BATCH, _softmax_over_batch),
-    ),
+    reference=masked_attention_weights,
     forbidden=("course_utils.softmax.masked_softmax",),
+    cases=_masked_weights_cases,
+    judge=close("weights", atol=1e-6, rtol=1e-5),
+    mistakes=(
+        _padding_attended,
+        _mask_inverted,
+        _padding_filled_with_zero,
+        _padding_zeroed_after_softmax,
+        _one_position_too_many,
+        _masked_over_batch,
+        _softmax_over_batch,
+    ),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -296,6 +290,13 @@ def _step_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+NEW_STATE = (
+    "it matches weights scored with the new state s_i: Bahdanau scores with s_{i-1}, the state "
+    "before this step, and only then feeds the context into the GRU"
+)
+
+
+@mistake(NEW_STATE)
 def _state_first_with_no_context(
     previous_state, previous_embedding, encoder_states, source_mask, attention, cell
 ):
@@ -306,6 +307,7 @@ def _state_first_with_no_context(
     return state, context, weights
 
 
+@mistake(NEW_STATE)
 def _rescored_with_new_state(
     previous_state, previous_embedding, encoder_states, source_mask, attention, cell
 ):
@@ -355,10 +357,6 @@ def _step_results(reorder):
 
 
 WRONG_ORDER = "it matches the results in the wrong order: return (state, context, weights)"
-NEW_STATE = (
-    "it matches weights scored with the new state s_i: Bahdanau scores with s_{i-1}, the state "
-    "before this step, and only then feeds the context into the GRU"
-)
 
 BAHDANAU_STEP = Exercise(
     grade_id="ex2_3_bahdanau_step",
@@ -367,16 +365,12 @@ BAHDANAU_STEP = Exercise(
         "bahdanau_step(previous_state, previous_embedding, encoder_states, source_mask, "
         "attention, cell)"
     ),
-    docstring=(
-        "One decoder step: returns (s_i, c_i, α_i) from s_{i-1} (B, H), y_{i-1} (B, E), "
-        "encoder states (B, m, K).\n"
-        "\n"
-        "source_mask (B, m) is True for real words; attention(query, keys, values, mask) returns\n"
-        "(context (B, K), weights (B, m)); cell is a GRUCell with input size E + K and hidden size H."
-    ),
-    reference=bahdanau_step,
-    cases=_step_cases,
-    judge=close("state", "context", "weights", atol=1e-5, rtol=1e-5),
+    docstring="""
+        One decoder step: returns (s_i, c_i, α_i) from s_{i-1} (B, H), y_{i-1} (B, E), encoder states (B, m, K).
+
+        source_mask (B, m) is True for real words; attention(query, keys, values, mask) returns
+        (context (B, K), weights (B, m)); cell is a GRUCell with input size E + K and hidden size H.
+    """,
     hint=(
         "attend with the state from before this step; the GRU then reads the previous word's "
         "embedding followed by the context"
@@ -386,9 +380,12 @@ BAHDANAU_STEP = Exercise(
         "source_mask); state = cell(torch.cat([previous_embedding, context], dim=-1), "
         "previous_state); return state, context, weights"
     ),
+    reference=bahdanau_step,
+    cases=_step_cases,
+    judge=close("state", "context", "weights"),
     mistakes=(
-        Mistake(NEW_STATE, _state_first_with_no_context),
-        Mistake(NEW_STATE, _rescored_with_new_state),
+        _state_first_with_no_context,
+        _rescored_with_new_state,
         Mistake(
             "it matches attention without source_mask: you are attending to padding; pass "
             "source_mask to attention(...)",

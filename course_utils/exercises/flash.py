@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from course_utils.exercises.judge import close, describe
+from course_utils.exercises.judge import close, one_of
 from course_utils.exercises.soft_weights import SOFTMAX_SHORTCUTS
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
 from course_utils.flash import (
     TILE_FULL,
     TILE_PARTIAL,
@@ -75,6 +75,10 @@ def _stats_with_mistake(scores, block_size, rescale=True, running_max=True):
     return row_max, row_sum
 
 
+@mistake(
+    "it matches each block's sum relative to that block's own max: rescale every sum to "
+    "the running max, l = l·exp(m_old − m_new) + Σ exp(s − m_new)"
+)
 def _stats_own_block_max(scores, block_size):
     row_sum = sum(
         torch.exp(block - block.amax(-1, keepdim=True)).sum(-1)
@@ -83,6 +87,10 @@ def _stats_own_block_max(scores, block_size):
     return scores.amax(-1), row_sum
 
 
+@mistake(
+    "it matches the last, shorter block is missing: loop with range(0, n, block_size) and "
+    "slice [start : start + block_size]"
+)
 def _stats_without_last_short_block(scores, block_size):
     whole_blocks = scores.shape[-1] - scores.shape[-1] % block_size
     if not 0 < whole_blocks < scores.shape[-1]:
@@ -90,6 +98,10 @@ def _stats_without_last_short_block(scores, block_size):
     return online_softmax_stats(scores[..., :whole_blocks], block_size)
 
 
+@mistake(
+    "it matches exp(s) without subtracting the max: scores near 1000 overflow; "
+    "exponentiate s − m with m the running max"
+)
 def _stats_exp_without_shift(scores, block_size):
     row_max = scores.amax(-1)
     row_sum = sum(torch.exp(block).sum(-1) for block in _blocks(scores, block_size))
@@ -100,15 +112,12 @@ ONLINE_SOFTMAX = Exercise(
     grade_id="ex7_1_online_softmax",
     notebook=NOTEBOOK,
     signature="online_softmax_stats(scores, block_size)",
-    docstring=(
-        "Row max m and normaliser l = Σ_j exp(s_j − m) of `scores` (..., n), one pass over key blocks.\n"
-        "\n"
-        "Blocks are `block_size` columns wide (the last may be shorter).\n"
-        "Returns (row_max, row_sum), each of shape (...)."
-    ),
-    reference=online_softmax_stats,
-    cases=_online_softmax_cases,
-    judge=close("row_max", "row_sum", atol=1e-6, rtol=1e-6),
+    docstring="""
+        Row max m and normaliser l = Σ_j exp(s_j − m) of `scores` (..., n), one pass over key blocks.
+
+        Blocks are `block_size` columns wide (the last may be shorter).
+        Returns (row_max, row_sum), each of shape (...).
+    """,
     hint=(
         "keep a running max and a running sum over the blocks; whenever the max grows, re-express "
         "the old sum relative to the new max before adding the block's own sum"
@@ -118,17 +127,17 @@ ONLINE_SOFTMAX = Exercise(
         "block = scores[..., start : start + block_size]; new = maximum(m, block.amax(-1)); "
         "l = l * exp(m - new) + exp(block - new[..., None]).sum(-1); m = new"
     ),
+    reference=online_softmax_stats,
+    forbidden=(*SOFTMAX_SHORTCUTS, "torch.logsumexp", "torch.Tensor.logsumexp"),
+    cases=_online_softmax_cases,
+    judge=close("row_max", "row_sum", atol=1e-6, rtol=1e-6),
     mistakes=(
         Mistake(
             "it matches adding each block's sum without rescaling the old sum: multiply l by "
             "exp(m_old − m_new) whenever the max grows",
             lambda scores, block_size: _stats_with_mistake(scores, block_size, rescale=False),
         ),
-        Mistake(
-            "it matches each block's sum relative to that block's own max: rescale every sum to "
-            "the running max, l = l·exp(m_old − m_new) + Σ exp(s − m_new)",
-            _stats_own_block_max,
-        ),
+        _stats_own_block_max,
         Mistake(
             "it matches m = the current block's max: keep a running max, "
             "m_new = max(m_old, block.amax(-1))",
@@ -141,18 +150,9 @@ ONLINE_SOFTMAX = Exercise(
                 _blocks(scores, block_size)[-1], block_size
             ),
         ),
-        Mistake(
-            "it matches the last, shorter block is missing: loop with range(0, n, block_size) and "
-            "slice [start : start + block_size]",
-            _stats_without_last_short_block,
-        ),
-        Mistake(
-            "it matches exp(s) without subtracting the max: scores near 1000 overflow; "
-            "exponentiate s − m with m the running max",
-            _stats_exp_without_shift,
-        ),
+        _stats_without_last_short_block,
+        _stats_exp_without_shift,
     ),
-    forbidden=(*SOFTMAX_SHORTCUTS, "torch.logsumexp", "torch.Tensor.logsumexp"),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -212,21 +212,36 @@ def tiled_with_mistakes(q, k, v, block_q, block_k, scale=True, rescale_acc=True,
     return out
 
 
+@mistake(
+    "it matches unpacking q.shape into three names (B, n_q, d): q may have more leading "
+    "dimensions, (..., n_q, d); use q.shape[-2] and q.shape[-1] and slice q[..., start:stop, :]"
+)
 def _tiled_unpacking_three_dims(q, k, v, block_q, block_k):
     batch, n_q, dim = q.shape  # raises for (B, H, n, d), as the learner's code would
     return NOT_APPLICABLE
 
 
+@mistake(
+    "it matches exp(s) without subtracting the running max: large scores give inf/NaN; "
+    "exponentiate s − m, with m the running max"
+)
 def _tiled_without_max(q, k, v, block_q, block_k):
     out = tiled_with_mistakes(q, k, v, block_q, block_k, shift=False)
     return NOT_APPLICABLE if bool(torch.isfinite(out).all()) else out
 
 
+@mistake(
+    "it matches weights that sum to 1 over the query axis: normalise each query's row over the keys"
+)
 def _softmax_over_queries(q, k, v, block_q, block_k):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     return torch.softmax(scores, dim=-2) @ v
 
 
+@mistake(
+    "it matches using only the first n_queries keys: loop over all key blocks up to "
+    "k.shape[-2], not q.shape[-2]"
+)
 def _first_n_q_keys_only(q, k, v, block_q, block_k):
     n_q = q.shape[-2]
     if k.shape[-2] <= n_q:
@@ -238,15 +253,12 @@ TILED_ATTENTION = Exercise(
     grade_id="ex7_2_tiled_attention",
     notebook=NOTEBOOK,
     signature="tiled_attention(q, k, v, block_q, block_k)",
-    docstring=(
-        "softmax(Q Kᵀ / √d) V computed tile by tile.\n"
-        "\n"
-        "q (..., n_q, d), k (..., n_k, d), v (..., n_k, d_v): any leading batch and head\n"
-        "dimensions, e.g. (B, n, d) or (B, H, n, d). Returns the output (..., n_q, d_v)."
-    ),
-    reference=_tiled_reference,
-    cases=_tiled_cases,
-    judge=close("output", atol=1e-5, rtol=1e-5),
+    docstring="""
+        softmax(Q Kᵀ / √d) V computed tile by tile.
+
+        q (..., n_q, d), k (..., n_k, d), v (..., n_k, d_v): any leading batch and head
+        dimensions, e.g. (B, n, d) or (B, H, n, d). Returns the output (..., n_q, d_v).
+    """,
     hint=(
         "for each block of queries keep a running max, sum and output accumulator over the key "
         "blocks; rescale both when the max grows, and divide by the sum only after the last block"
@@ -257,12 +269,12 @@ TILED_ATTENTION = Exercise(
         "p = exp(s - new); c = exp(m - new); l = l * c + p.sum(-1, keepdim=True); "
         "acc = acc * c + p @ values; m = new; after the loop out[..., rows, :] = acc / l"
     ),
+    reference=_tiled_reference,
+    forbidden=ATTENTION_SHORTCUTS,
+    cases=_tiled_cases,
+    judge=close("output"),
     mistakes=(
-        Mistake(
-            "it matches unpacking q.shape into three names (B, n_q, d): q may have more leading "
-            "dimensions, (..., n_q, d); use q.shape[-2] and q.shape[-1] and slice q[..., start:stop, :]",
-            _tiled_unpacking_three_dims,
-        ),
+        _tiled_unpacking_three_dims,
         Mistake(
             "it matches scores not divided by √d: s = q·k / √d",
             lambda q, k, v, bq, bk: tiled_with_mistakes(q, k, v, bq, bk, scale=False),
@@ -272,23 +284,10 @@ TILED_ATTENTION = Exercise(
             "too, not only the sum l",
             lambda q, k, v, bq, bk: tiled_with_mistakes(q, k, v, bq, bk, rescale_acc=False),
         ),
-        Mistake(
-            "it matches exp(s) without subtracting the running max: large scores give inf/NaN; "
-            "exponentiate s − m, with m the running max",
-            _tiled_without_max,
-        ),
-        Mistake(
-            "it matches weights that sum to 1 over the query axis: normalise each query's row over "
-            "the keys",
-            _softmax_over_queries,
-        ),
-        Mistake(
-            "it matches using only the first n_queries keys: loop over all key blocks up to "
-            "k.shape[-2], not q.shape[-2]",
-            _first_n_q_keys_only,
-        ),
+        _tiled_without_max,
+        _softmax_over_queries,
+        _first_n_q_keys_only,
     ),
-    forbidden=ATTENTION_SHORTCUTS,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -333,26 +332,11 @@ def _causal_tile_kind(q_start, q_stop, k_start, k_stop):
     return tile_kind(q_start, q_stop, k_start, k_stop, causal=True)
 
 
-def _tile_kind_judge(actual, expected) -> str | None:
-    if not isinstance(actual, str):
-        return f"should return one of 'full', 'partial', 'skip', got {describe(actual)}"
-    if actual not in TILE_KINDS:
-        return "returned a string other than 'full', 'partial', 'skip'"
-    if actual == expected:
-        return None
-    return f"wrong tile kind: {TILE_RULE}"
-
-
 CAUSAL_TILE_KIND = Exercise(
     grade_id="ex7_3_causal_tile_kind",
     notebook=NOTEBOOK,
     signature="causal_tile_kind(q_start, q_stop, k_start, k_stop)",
-    docstring=(
-        "'skip', 'full' or 'partial' for queries [q_start, q_stop) × keys [k_start, k_stop) under j <= i."
-    ),
-    reference=_causal_tile_kind,
-    cases=_tile_cases,
-    judge=_tile_kind_judge,
+    docstring="'skip', 'full' or 'partial' for queries [q_start, q_stop) × keys [k_start, k_stop) under j <= i.",
     hint=(
         "a tile is skipped when every key comes after every query, full when every key is at or "
         "before every query, partial otherwise; the stops are exclusive"
@@ -361,6 +345,14 @@ CAUSAL_TILE_KIND = Exercise(
         "if k_start > q_stop - 1: return 'skip'; if k_stop - 1 <= q_start: return 'full'; "
         "return 'partial'"
     ),
+    reference=_causal_tile_kind,
+    forbidden=(
+        "course_utils.flash.tile_kind",
+        "course_utils.flash.tile_schedule",
+        "course_utils.flash.count_tiles",
+    ),
+    cases=_tile_cases,
+    judge=one_of(TILE_KINDS, wrong=f"wrong tile kind: {TILE_RULE}"),
     mistakes=(
         Mistake(
             "it matches the mirrored rule (upper triangle kept): query i may attend key j iff "
@@ -372,11 +364,6 @@ CAUSAL_TILE_KIND = Exercise(
             "is q_stop − 1 and the last key k_stop − 1",
             lambda q0, q1, k0, k1: tile_kind(q0, q1 + 1, k0, k1 + 1, causal=True),
         ),
-    ),
-    forbidden=(
-        "course_utils.flash.tile_kind",
-        "course_utils.flash.tile_schedule",
-        "course_utils.flash.count_tiles",
     ),
 )
 
@@ -402,11 +389,16 @@ def _gradient_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+@mistake("it matches D_i = Σ_j dP_ij: D_i is Σ_j P_ij dP_ij = dO_i · O_i, weight the row sum by P")
 def _delta_unweighted(weights, values, out, grad_out):
     grad_weights = grad_out @ values.transpose(-2, -1)
     return weights * (grad_weights - grad_weights.sum(-1, keepdim=True))
 
 
+@mistake(
+    "it matches D summed without keepdim=True: D has one number per query row and must keep "
+    "its last axis, (grad_out * out).sum(dim=-1, keepdim=True), to broadcast over the keys"
+)
 def _delta_without_keepdim(weights, values, out, grad_out):
     grad_weights = grad_out @ values.transpose(-2, -1)
     delta = (grad_out * out).sum(dim=-1)  # (..., n_q): broadcasts against the KEY axis
@@ -417,15 +409,12 @@ SCORE_GRADIENT = Exercise(
     grade_id="ex7_4_score_gradient",
     notebook=NOTEBOOK,
     signature="score_gradient(weights, values, out, grad_out)",
-    docstring=(
-        "dL/dS for O = softmax(S) V, given P = weights, V, O and dO: dS = P ∘ (dO Vᵀ − D), D_i = dO_i · O_i.\n"
-        "\n"
-        "weights (..., n_q, n_k), values (..., n_k, d_v), out and grad_out (..., n_q, d_v).\n"
-        "Returns dS, shaped like weights."
-    ),
-    reference=score_gradient,
-    cases=_gradient_cases,
-    judge=close("grad_scores", atol=1e-5, rtol=1e-5),
+    docstring="""
+        dL/dS for O = softmax(S) V, given P = weights, V, O and dO: dS = P ∘ (dO Vᵀ − D), D_i = dO_i · O_i.
+
+        weights (..., n_q, n_k), values (..., n_k, d_v), out and grad_out (..., n_q, d_v).
+        Returns dS, shaped like weights.
+    """,
     hint=(
         "first the gradient of the weights; then, per query row, subtract the weights-averaged "
         "value of that gradient (which equals dO_i · O_i) and multiply by the weights"
@@ -434,6 +423,10 @@ SCORE_GRADIENT = Exercise(
         "grad_weights = grad_out @ values.transpose(-2, -1); "
         "delta = (grad_out * out).sum(dim=-1, keepdim=True); return weights * (grad_weights - delta)"
     ),
+    reference=score_gradient,
+    forbidden=("torch.autograd.grad", "torch.Tensor.backward"),
+    cases=_gradient_cases,
+    judge=close("grad_scores"),
     mistakes=(
         Mistake(
             "it matches dS = P ∘ dP: you forgot to subtract D_i = dO_i · O_i, dS = P ∘ (dP − D)",
@@ -443,17 +436,9 @@ SCORE_GRADIENT = Exercise(
             "it matches dP = dO Vᵀ: multiply by P and subtract D, dS = P ∘ (dP − D)",
             lambda weights, values, out, grad_out: grad_out @ values.transpose(-2, -1),
         ),
-        Mistake(
-            "it matches D_i = Σ_j dP_ij: D_i is Σ_j P_ij dP_ij = dO_i · O_i, weight the row sum by P",
-            _delta_unweighted,
-        ),
-        Mistake(
-            "it matches D summed without keepdim=True: D has one number per query row and must keep "
-            "its last axis, (grad_out * out).sum(dim=-1, keepdim=True), to broadcast over the keys",
-            _delta_without_keepdim,
-        ),
+        _delta_unweighted,
+        _delta_without_keepdim,
     ),
-    forbidden=("torch.autograd.grad", "torch.Tensor.backward"),
 )
 
 EXERCISES = (ONLINE_SOFTMAX, TILED_ATTENTION, CAUSAL_TILE_KIND, SCORE_GRADIENT)

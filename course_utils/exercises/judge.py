@@ -121,3 +121,17 @@ def equal(name: str = "the result") -> Judge:
         return None if actual == expected else f"{name}: {actual!r:.40} is not the right answer"
 
     return judge
+
+
+def one_of(labels: tuple[str, ...], wrong: str) -> Judge:
+    """A judge for a label out of ``labels`` (e.g. a tile kind); ``wrong`` explains a wrong one."""
+    listed = ", ".join(repr(label) for label in labels)
+
+    def judge(actual: Any, expected: Any) -> str | None:
+        if not isinstance(actual, str):
+            return f"should return one of {listed}, got {describe(actual)}"
+        if actual not in labels:
+            return f"returned a string other than {listed}"
+        return None if actual == expected else wrong
+
+    return judge

@@ -13,9 +13,10 @@ from course_utils.alignment import (
     general_scores,
 )
 from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.exercises.shared_mistakes import raw_score_mistakes
+from course_utils.exercises.spec import Case, Exercise, Mistake, mistake
 from course_utils.masks import padding_mask
-from course_utils.softmax import masked_softmax, softmax
+from course_utils.softmax import masked_softmax
 
 NOTEBOOK = "03_luong_attention"
 LUONG_MODULE_SCORES = ("course_utils.alignment.LuongAttention.scores",)
@@ -30,25 +31,7 @@ def _randn(generator: torch.Generator, dtype: torch.dtype):
 
 def _score_mistakes(reference) -> tuple[Mistake, ...]:
     """The two mistakes every score exercise can make: a softmax too early, a .squeeze() too many."""
-
-    def softmaxed(*arguments):
-        return softmax(reference(*arguments), dim=-1)
-
-    def squeezed(*arguments):
-        scores = reference(*arguments)
-        return scores.squeeze() if 1 in scores.shape else NOT_APPLICABLE
-
-    return (
-        Mistake(
-            "it matches softmax weights: return the raw scores e_j, the softmax comes afterwards",
-            softmaxed,
-        ),
-        Mistake(
-            "it matches .squeeze() dropping every axis of size 1 (a batch of one, a single key): "
-            "drop only the last one with .squeeze(-1)",
-            squeezed,
-        ),
-    )
+    return raw_score_mistakes(reference, softmax_comes="afterwards", single_position="a single key")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,15 +54,30 @@ def _dot_score_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+@mistake(
+    "it matches the query without a source axis: (B, d) * (B, m, d) pairs sentence b's "
+    "query with key b of every sentence (an error, or silently wrong when B == m); "
+    "compare query b only with the keys of sentence b, e.g. "
+    "(keys @ query[:, :, None]).squeeze(-1)"
+)
 def _query_without_source_axis(query, keys):
     # (B, d) * (B, m, d) lines up sentence b's query with key position b of every sentence
     return (query * keys).sum(dim=-1)
 
 
+@mistake(
+    "it matches keys @ query: a (B, d) query is then one matrix for the whole batch, not "
+    "a column per sentence; make it a column, query[:, :, None], and drop that axis "
+    "afterwards with .squeeze(-1)"
+)
 def _query_not_a_column(query, keys):
     return keys @ query
 
 
+@mistake(
+    "it matches dividing by √d: Luong's dot score is the plain h_tᵀ h̄_j (the scaled "
+    "score is the Transformer's, measured at the end of the notebook)"
+)
 def _divided_by_sqrt_d(query, keys):
     return dot_scores(query, keys) / math.sqrt(query.shape[-1])
 
@@ -89,33 +87,18 @@ DOT_SCORE = Exercise(
     notebook=NOTEBOOK,
     signature="dot_score(query, keys)",
     docstring="e_j = h_tᵀ h̄_j for query (B, d) and keys (B, m, d) → (B, m).",
-    reference=dot_scores,
-    cases=_dot_score_cases,
-    judge=close("scores", atol=1e-5, rtol=1e-5),
     hint="each sentence's query meets each of its own keys in a dot product: one number per key",
     code_hint="return (keys @ query[:, :, None]).squeeze(-1)  # (B, m, d) @ (B, d, 1) → (B, m)",
+    reference=dot_scores,
+    forbidden=LUONG_MODULE_SCORES,
+    cases=_dot_score_cases,
+    judge=close("scores"),
     mistakes=(
-        Mistake(
-            "it matches the query without a source axis: (B, d) * (B, m, d) pairs sentence b's "
-            "query with key b of every sentence (an error, or silently wrong when B == m); "
-            "compare query b only with the keys of sentence b, e.g. "
-            "(keys @ query[:, :, None]).squeeze(-1)",
-            _query_without_source_axis,
-        ),
-        Mistake(
-            "it matches keys @ query: a (B, d) query is then one matrix for the whole batch, not "
-            "a column per sentence; make it a column, query[:, :, None], and drop that axis "
-            "afterwards with .squeeze(-1)",
-            _query_not_a_column,
-        ),
-        Mistake(
-            "it matches dividing by √d: Luong's dot score is the plain h_tᵀ h̄_j (the scaled "
-            "score is the Transformer's, measured at the end of the notebook)",
-            _divided_by_sqrt_d,
-        ),
+        _query_without_source_axis,
+        _query_not_a_column,
+        _divided_by_sqrt_d,
         *_score_mistakes(dot_scores),
     ),
-    forbidden=LUONG_MODULE_SCORES,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -139,43 +122,44 @@ def _general_score_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
-def _transposed_query_map(query, keys, W):
-    return (keys @ (query @ W.T)[:, :, None]).squeeze(-1)
-
-
-def _untransposed_key_map(query, keys, W):
-    return ((keys @ W) * query[:, None, :]).sum(dim=-1)
-
-
-def _divided_by_sqrt_d_k(query, keys, W):
-    return general_scores(query, keys, W) / math.sqrt(keys.shape[-1])
-
-
 TRANSPOSED = (
     "it matches Wᵀ where W belongs: W is (d_q, d_k), so h_tᵀ W is query @ W, a (B, d_k) row "
     "that meets each key (and W h̄_j is keys @ W.T)"
 )
+
+
+@mistake(TRANSPOSED)
+def _transposed_query_map(query, keys, W):
+    return (keys @ (query @ W.T)[:, :, None]).squeeze(-1)
+
+
+@mistake(TRANSPOSED)
+def _untransposed_key_map(query, keys, W):
+    return ((keys @ W) * query[:, None, :]).sum(dim=-1)
+
+
+@mistake("it matches dividing by √d_k: Luong's general score is the plain h_tᵀ W h̄_j")
+def _divided_by_sqrt_d_k(query, keys, W):
+    return general_scores(query, keys, W) / math.sqrt(keys.shape[-1])
+
 
 GENERAL_SCORE = Exercise(
     grade_id="ex3_2_general_score",
     notebook=NOTEBOOK,
     signature="general_score(query, keys, W)",
     docstring="e_j = h_tᵀ W h̄_j for query (B, d_q), keys (B, m, d_k), W (d_q, d_k) → (B, m).",
-    reference=general_scores,
-    cases=_general_score_cases,
-    judge=close("scores", atol=1e-5, rtol=1e-5),
     hint="map the query through W so that it has the keys' size; then it is a dot score",
     code_hint="projected = query @ W  # (B, d_k); return (keys @ projected[:, :, None]).squeeze(-1)",
+    reference=general_scores,
+    forbidden=LUONG_MODULE_SCORES,
+    cases=_general_score_cases,
+    judge=close("scores"),
     mistakes=(
-        Mistake(TRANSPOSED, _transposed_query_map),
-        Mistake(TRANSPOSED, _untransposed_key_map),
-        Mistake(
-            "it matches dividing by √d_k: Luong's general score is the plain h_tᵀ W h̄_j",
-            _divided_by_sqrt_d_k,
-        ),
+        _transposed_query_map,
+        _untransposed_key_map,
+        _divided_by_sqrt_d_k,
         *_score_mistakes(general_scores),
     ),
-    forbidden=LUONG_MODULE_SCORES,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -201,18 +185,31 @@ def _query_next_to_keys(query, keys):
     return query[:, None, :].expand(-1, keys.shape[1], -1)  # h_t next to every h̄_j
 
 
+@mistake("it matches a score without the tanh: e_j = v_aᵀ tanh(W_a [h_t; h̄_j])")
 def _concat_without_tanh(query, keys, W, v):
     return (torch.cat([_query_next_to_keys(query, keys), keys], dim=-1) @ W.T) @ v
 
 
+@mistake(
+    "it matches tanh applied after v: v_aᵀ tanh(W_a [h_t; h̄_j]), not tanh(v_aᵀ W_a [h_t; h̄_j])"
+)
 def _concat_tanh_outside(query, keys, W, v):
     return torch.tanh((torch.cat([_query_next_to_keys(query, keys), keys], dim=-1) @ W.T) @ v)
 
 
+@mistake(
+    "it matches the concatenation reversed, [h̄_j; h_t]: it is [h_t; h̄_j], the query "
+    "first, then the key"
+)
 def _concat_reversed(query, keys, W, v):
     return torch.tanh(torch.cat([keys, _query_next_to_keys(query, keys)], dim=-1) @ W.T) @ v
 
 
+@mistake(
+    "it matches the query concatenated without repeating it along the keys: torch.cat "
+    "needs the same number of positions; expand it first, "
+    "query[:, None, :].expand(-1, keys.shape[1], -1)"
+)
 def _concat_query_not_repeated(query, keys, W, v):
     return torch.tanh(torch.cat([query[:, None, :], keys], dim=-1) @ W.T) @ v
 
@@ -225,9 +222,6 @@ CONCAT_SCORE = Exercise(
         "e_j = vᵀ tanh(W [h_t; h̄_j]) for query (B, d_q), keys (B, m, d_k), W (A, d_q + d_k), "
         "v (A,) → (B, m)."
     ),
-    reference=concat_scores,
-    cases=_concat_score_cases,
-    judge=close("scores", atol=1e-5, rtol=1e-5),
     hint=(
         "put the query next to every key of its sentence, concatenate query first, then it is "
         "Bahdanau's small network: W, tanh, v"
@@ -236,30 +230,17 @@ CONCAT_SCORE = Exercise(
         "repeated = query[:, None, :].expand(-1, keys.shape[1], -1); "
         "pairs = torch.cat([repeated, keys], dim=-1); return torch.tanh(pairs @ W.T) @ v"
     ),
+    reference=concat_scores,
+    forbidden=LUONG_MODULE_SCORES,
+    cases=_concat_score_cases,
+    judge=close("scores"),
     mistakes=(
-        Mistake(
-            "it matches the query concatenated without repeating it along the keys: torch.cat "
-            "needs the same number of positions; expand it first, "
-            "query[:, None, :].expand(-1, keys.shape[1], -1)",
-            _concat_query_not_repeated,
-        ),
-        Mistake(
-            "it matches a score without the tanh: e_j = v_aᵀ tanh(W_a [h_t; h̄_j])",
-            _concat_without_tanh,
-        ),
-        Mistake(
-            "it matches tanh applied after v: v_aᵀ tanh(W_a [h_t; h̄_j]), not "
-            "tanh(v_aᵀ W_a [h_t; h̄_j])",
-            _concat_tanh_outside,
-        ),
-        Mistake(
-            "it matches the concatenation reversed, [h̄_j; h_t]: it is [h_t; h̄_j], the query "
-            "first, then the key",
-            _concat_reversed,
-        ),
+        _concat_query_not_repeated,
+        _concat_without_tanh,
+        _concat_tanh_outside,
+        _concat_reversed,
         *_score_mistakes(concat_scores),
     ),
-    forbidden=LUONG_MODULE_SCORES,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -353,16 +334,12 @@ LOCAL_P_WEIGHTS = Exercise(
     grade_id="ex3_4_local_p_weights",
     notebook=NOTEBOOK,
     signature="local_p_weights(scores, centers, window, lengths)",
-    docstring=(
-        "softmax over {s : |s − p| ≤ D, s < length} of scores (B, m), times "
-        "exp(−(s − p)² / (2σ²)), σ = D / 2.\n"
-        "\n"
-        "centers p (B,) are real positions, window D is an int, lengths (B,) count the real words;\n"
-        "returns the weights (B, m), exactly 0 outside the window and on padding."
-    ),
-    reference=gaussian_window_weights,
-    cases=_local_p_cases,
-    judge=close("weights", atol=1e-6, rtol=1e-5),
+    docstring="""
+        softmax over {s : |s − p| ≤ D, s < length} of scores (B, m), times exp(−(s − p)² / (2σ²)), σ = D / 2.
+
+        centers p (B,) are real positions, window D is an int, lengths (B,) count the real words;
+        returns the weights (B, m), exactly 0 outside the window and on padding.
+    """,
     hint=(
         "allow only the real words within D of the centre, softmax the scores over those, then "
         "multiply by a Gaussian of width D/2 around the centre (no renormalising)"
@@ -372,6 +349,9 @@ LOCAL_P_WEIGHTS = Exercise(
         "window) & (torch.arange(m)[None, :] < lengths[:, None]); return masked_softmax(scores, "
         "allowed, dim=-1) * torch.exp(-distance**2 / (2 * (window / 2) ** 2))"
     ),
+    reference=gaussian_window_weights,
+    cases=_local_p_cases,
+    judge=close("weights", atol=1e-6, rtol=1e-5),
     mistakes=(
         Mistake(
             "it matches a Gaussian that is too wide: Luong uses σ = D / 2, not σ = D",

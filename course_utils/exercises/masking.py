@@ -8,7 +8,7 @@ import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
 from course_utils.masks import causal_mask, padding_mask
 
 NOTEBOOK = "05_masking"
@@ -34,9 +34,6 @@ CAUSAL_MASK = Exercise(
     notebook=NOTEBOOK,
     signature="make_causal_mask(n)",
     docstring="(n, n) bool, True on and below the diagonal: query i may attend keys 0 … i.",
-    reference=causal_mask,
-    cases=_causal_mask_cases,
-    judge=close("mask"),
     hint=(
         "query i (row) may attend key j (column) exactly when j ≤ i: the lower triangle of an "
         "n × n grid, diagonal included, as booleans"
@@ -45,6 +42,9 @@ CAUSAL_MASK = Exercise(
         "torch.ones(n, n, dtype=torch.bool).tril(), or "
         "torch.arange(n)[None, :] <= torch.arange(n)[:, None]"
     ),
+    reference=causal_mask,
+    cases=_causal_mask_cases,
+    judge=close("mask"),
     mistakes=(
         Mistake(
             f"{INVERTED} (the diagonal and below); you built the 'ignore' mask that "
@@ -85,6 +85,10 @@ def _padding_mask_cases(generator: torch.Generator) -> list[Case]:
     return [Case(name, (torch.tensor(lengths), max_len)) for name, lengths, max_len in settings]
 
 
+@mistake(
+    "it matches position <= length, off by one: positions 0 … length-1 are real, so use "
+    "position < length"
+)
 def _off_by_one(lengths, max_len):
     return torch.arange(max_len)[None, :] <= lengths[:, None]
 
@@ -93,19 +97,19 @@ PADDING_MASK = Exercise(
     grade_id="ex5_2_padding_mask",
     notebook=NOTEBOOK,
     signature="make_padding_mask(lengths, max_len)",
-    docstring=(
-        "(batch, max_len) bool, True for real tokens (position < length).\n"
-        "\n"
-        "lengths: a 1-D integer tensor with one length per sequence, each at most max_len."
-    ),
-    reference=padding_mask,
-    cases=_padding_mask_cases,
-    judge=close("mask"),
+    docstring="""
+        (batch, max_len) bool, True for real tokens (position < length).
+
+        lengths: a 1-D integer tensor with one length per sequence, each at most max_len.
+    """,
     hint=(
         "position j of sequence b is a real token exactly when j < length_b: make that one "
         "comparison for every (sequence, position) pair at once by broadcasting"
     ),
     code_hint="torch.arange(max_len)[None, :] < lengths[:, None]",
+    reference=padding_mask,
+    cases=_padding_mask_cases,
+    judge=close("mask"),
     mistakes=(
         Mistake(
             "it matches a (max_len, batch) mask: return (batch, max_len), one row per sequence",
@@ -116,11 +120,7 @@ PADDING_MASK = Exercise(
             "where True marks padding to ignore",
             lambda lengths, max_len: ~padding_mask(lengths, max_len),
         ),
-        Mistake(
-            "it matches position <= length, off by one: positions 0 … length-1 are real, so use "
-            "position < length",
-            _off_by_one,
-        ),
+        _off_by_one,
     ),
 )
 
@@ -172,6 +172,11 @@ def _scores(queries, keys):
     return queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])  # s_ij = q_i·k_j / √d
 
 
+@mistake(
+    "it matches filling with -inf but leaving fully masked rows alone: the softmax of a "
+    "row of -inf is 0/0 = NaN; give such rows zero weights "
+    "(torch.where(mask.any(-1, keepdim=True), weights, 0))"
+)
 def _minus_inf_without_empty_rows(queries, keys, values, mask):
     if not _has_empty_row(mask):
         return NOT_APPLICABLE
@@ -179,6 +184,10 @@ def _minus_inf_without_empty_rows(queries, keys, values, mask):
     return weights @ values, weights
 
 
+@mistake(
+    "it matches a finite fill value (-1e9, finfo.min): a fully masked row then gets "
+    "uniform weights 1/m on masked keys; such rows must be all zeros"
+)
 def _finite_fill(queries, keys, values, mask):
     if not _has_empty_row(mask):
         return NOT_APPLICABLE
@@ -186,11 +195,16 @@ def _finite_fill(queries, keys, values, mask):
     return weights @ values, weights
 
 
+@mistake(
+    "it matches zeroing the masked weights after the softmax without renormalising: "
+    "mask the scores before the softmax instead"
+)
 def _zeroed_after_softmax(queries, keys, values, mask):
     weights = torch.softmax(_scores(queries, keys), dim=-1) * mask
     return weights @ values, weights
 
 
+@mistake("it matches unscaled scores: divide Q Kᵀ by √d, d the query/key size")
 def _unscaled(queries, keys, values, mask):
     return scaled_dot_product_attention(queries * math.sqrt(queries.shape[-1]), keys, values, mask)
 
@@ -199,16 +213,12 @@ MASKED_ATTENTION = Exercise(
     grade_id="ex5_3_masked_attention",
     notebook=NOTEBOOK,
     signature="masked_attention(queries, keys, values, mask)",
-    docstring=(
-        "softmax over allowed keys of Q Kᵀ / √d, zero rows where no key is allowed. "
-        "Returns (output, weights).\n"
-        "\n"
-        "queries (..., n, d), keys (..., m, d), values (..., m, d_v); mask bool (True = may\n"
-        "attend), broadcastable to the (..., n, m) scores. output (..., n, d_v), weights (..., n, m)."
-    ),
-    reference=scaled_dot_product_attention,
-    cases=_masked_attention_cases,
-    judge=close("output", "weights"),
+    docstring="""
+        softmax over allowed keys of Q Kᵀ / √d, zero rows where no key is allowed. Returns (output, weights).
+
+        queries (..., n, d), keys (..., m, d), values (..., m, d_v); mask bool (True = may
+        attend), broadcastable to the (..., n, m) scores. output (..., n, d_v), weights (..., n, m).
+    """,
     hint=(
         "hide the forbidden keys from the softmax so they get exactly zero weight, and give a "
         "query with no allowed key all-zero weights instead of 0/0"
@@ -217,42 +227,29 @@ MASKED_ATTENTION = Exercise(
         'scores.masked_fill(~mask, float("-inf")), softmax, then '
         "torch.where(mask.any(-1, keepdim=True), weights, 0)"
     ),
+    reference=scaled_dot_product_attention,
+    forbidden=(
+        "torch.nn.functional.scaled_dot_product_attention",
+        "course_utils.softmax.masked_softmax",
+    ),
+    cases=_masked_attention_cases,
+    judge=close("output", "weights"),
     mistakes=(
-        Mistake(
-            "it matches filling with -inf but leaving fully masked rows alone: the softmax of a "
-            "row of -inf is 0/0 = NaN; give such rows zero weights "
-            "(torch.where(mask.any(-1, keepdim=True), weights, 0))",
-            _minus_inf_without_empty_rows,
-        ),
-        Mistake(
-            "it matches a finite fill value (-1e9, finfo.min): a fully masked row then gets "
-            "uniform weights 1/m on masked keys; such rows must be all zeros",
-            _finite_fill,
-        ),
-        Mistake(
-            "it matches zeroing the masked weights after the softmax without renormalising: "
-            "mask the scores before the softmax instead",
-            _zeroed_after_softmax,
-        ),
+        _minus_inf_without_empty_rows,
+        _finite_fill,
+        _zeroed_after_softmax,
         Mistake(
             f"{INVERTED}, so fill the scores where mask is False (scores.masked_fill(~mask, -inf))",
             lambda queries, keys, values, mask: scaled_dot_product_attention(
                 queries, keys, values, ~mask
             ),
         ),
-        Mistake(
-            "it matches unscaled scores: divide Q Kᵀ by √d, d the query/key size",
-            _unscaled,
-        ),
+        _unscaled,
         Mistake(
             "it matches ignoring the mask, attending to padding: fill the masked scores with "
             "-inf before the softmax",
             lambda queries, keys, values, mask: scaled_dot_product_attention(queries, keys, values),
         ),
-    ),
-    forbidden=(
-        "torch.nn.functional.scaled_dot_product_attention",
-        "course_utils.softmax.masked_softmax",
     ),
 )
 
@@ -278,10 +275,18 @@ def _combined_mask_cases(generator: torch.Generator) -> list[Case]:
     return [Case(name, (torch.tensor(lengths), n)) for name, lengths, n in settings]
 
 
+@mistake(
+    "it matches combining the masks with OR: a key may be attended only if it is in the "
+    "past AND real, so use &"
+)
 def _or_combined(lengths, n):
     return causal_mask(n)[None, :, :] | padding_mask(lengths, n)[:, None, :]
 
 
+@mistake(
+    "it matches applying the padding to the queries (rows): padding marks keys we may "
+    "not attend, so broadcast it over the key axis, padding[:, None, :]"
+)
 def _padding_on_queries(lengths, n):
     return causal_mask(n)[None, :, :] & padding_mask(lengths, n)[:, :, None]
 
@@ -290,31 +295,23 @@ COMBINED_MASK = Exercise(
     grade_id="ex5_4_combined_mask",
     notebook=NOTEBOOK,
     signature="combined_mask(lengths, n)",
-    docstring=(
-        "(batch, n, n) bool: causal AND key is real.\n"
-        "\n"
-        "lengths: a 1-D integer tensor with one length per sequence, each at most n. Query i of\n"
-        "sequence b may attend key j when j <= i and j < lengths[b]."
-    ),
-    reference=combined_mask_reference,
-    cases=_combined_mask_cases,
-    judge=close("mask"),
+    docstring="""
+        (batch, n, n) bool: causal AND key is real.
+
+        lengths: a 1-D integer tensor with one length per sequence, each at most n. Query i of
+        sequence b may attend key j when j <= i and j < lengths[b].
+    """,
     hint=(
         "a key may be attended when it is in the query's past AND a real token: combine an "
         "(n, n) causal mask and a (batch, n) key mask, broadcasting over the missing axes"
     ),
     code_hint="causal[None, :, :] & keys_real[:, None, :], with keys_real a (batch, n) padding mask",
+    reference=combined_mask_reference,
+    cases=_combined_mask_cases,
+    judge=close("mask"),
     mistakes=(
-        Mistake(
-            "it matches combining the masks with OR: a key may be attended only if it is in the "
-            "past AND real, so use &",
-            _or_combined,
-        ),
-        Mistake(
-            "it matches applying the padding to the queries (rows): padding marks keys we may "
-            "not attend, so broadcast it over the key axis, padding[:, None, :]",
-            _padding_on_queries,
-        ),
+        _or_combined,
+        _padding_on_queries,
         Mistake(
             "it matches the causal mask alone: combine it with the key padding",
             lambda lengths, n: causal_mask(n).expand(len(lengths), n, n),

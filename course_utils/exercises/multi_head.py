@@ -8,7 +8,7 @@ import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
 from course_utils.masks import padding_mask
 from course_utils.multihead import merge_heads, split_heads
 
@@ -40,16 +40,25 @@ def _split_heads_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+@mistake(
+    "it matches (B, n, H, d_h): after cutting the features, swap the position and head "
+    "axes to get (B, H, n, d_h)"
+)
 def _positions_still_first(x, num_heads):
     batch, length, embed_dim = x.shape
     return x.reshape(batch, length, num_heads, embed_dim // num_heads)
 
 
+@mistake(
+    "it matches head h taking every H-th feature: head h holds the consecutive features "
+    "h·d_h … (h+1)·d_h - 1, so view the last axis as (H, d_h), not (d_h, H)"
+)
 def _strided_heads(x, num_heads):
     batch, length, embed_dim = x.shape
     return x.reshape(batch, length, embed_dim // num_heads, num_heads).permute(0, 3, 1, 2)
 
 
+@mistake("it matches always 2 heads: use the num_heads argument")
 def _always_two_heads(x, num_heads):
     return NOT_APPLICABLE if num_heads == 2 else split_heads(x, 2)
 
@@ -58,36 +67,28 @@ SPLIT_HEADS = Exercise(
     grade_id="ex6_1_split_heads",
     notebook=NOTEBOOK,
     signature="split_heads(x, num_heads)",
-    docstring=(
-        "(B, n, E) -> (B, H, n, E // H), with H = num_heads and d_h = E // H.\n"
-        "\n"
-        "Head h holds features h·d_h … (h+1)·d_h - 1 of every position."
-    ),
-    reference=split_heads,
-    cases=_split_heads_cases,
-    judge=close("heads", atol=0.0, rtol=0.0),
+    docstring="""
+        (B, n, E) -> (B, H, n, E // H), with H = num_heads and d_h = E // H.
+
+        Head h holds features h·d_h … (h+1)·d_h - 1 of every position.
+    """,
     hint=(
         "cut each position's E features into H consecutive slices of d_h, then move the head "
         "axis in front of the positions"
     ),
     code_hint="x.view(B, n, num_heads, E // num_heads).transpose(1, 2) — not x.view(B, num_heads, n, ...)",
+    reference=split_heads,
+    cases=_split_heads_cases,
+    judge=close("heads", atol=0.0, rtol=0.0),
     mistakes=(
         Mistake(
             "it matches x.view(B, H, n, d_h): the right shape, but it cuts the flat (n · E) memory "
             "into H blocks, mixing positions into heads; view (B, n, H, d_h), then transpose(1, 2)",
             _view_heads_first,
         ),
-        Mistake(
-            "it matches (B, n, H, d_h): after cutting the features, swap the position and head "
-            "axes to get (B, H, n, d_h)",
-            _positions_still_first,
-        ),
-        Mistake(
-            "it matches head h taking every H-th feature: head h holds the consecutive features "
-            "h·d_h … (h+1)·d_h - 1, so view the last axis as (H, d_h), not (d_h, H)",
-            _strided_heads,
-        ),
-        Mistake("it matches always 2 heads: use the num_heads argument", _always_two_heads),
+        _positions_still_first,
+        _strided_heads,
+        _always_two_heads,
     ),
 )
 
@@ -110,11 +111,19 @@ def _merge_heads_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+@mistake(
+    "it matches reshaping (B, H, n, d_h) straight to (B, n, E): swap heads and positions "
+    "first, x.transpose(1, 2).reshape(B, n, H · d_h)"
+)
 def _reshaped_without_transpose(x):
     batch, num_heads, length, head_dim = x.shape
     return x.reshape(batch, length, num_heads * head_dim)
 
 
+@mistake(
+    "it matches interleaving the heads feature by feature: concatenate whole head vectors, "
+    "(B, n, H, d_h) -> (B, n, H · d_h), not (B, n, d_h, H)"
+)
 def _interleaved_heads(x):
     batch, num_heads, length, head_dim = x.shape
     return x.permute(0, 2, 3, 1).reshape(batch, length, num_heads * head_dim)
@@ -124,31 +133,20 @@ MERGE_HEADS = Exercise(
     grade_id="ex6_2_merge_heads",
     notebook=NOTEBOOK,
     signature="merge_heads(x)",
-    docstring=(
-        "(B, H, n, d_h) -> (B, n, H * d_h), the inverse of split_heads.\n"
-        "\n"
-        "Position i is the concatenation [head_0[i], head_1[i], …] of the heads' vectors."
-    ),
-    reference=merge_heads,
-    cases=_merge_heads_cases,
-    judge=close("merged", atol=0.0, rtol=0.0),
+    docstring="""
+        (B, H, n, d_h) -> (B, n, H * d_h), the inverse of split_heads.
+
+        Position i is the concatenation [head_0[i], head_1[i], …] of the heads' vectors.
+    """,
     hint=(
         "bring the positions back in front of the heads, then lay each position's H head vectors "
         "side by side"
     ),
     code_hint="x.transpose(1, 2) gives (B, n, H, d_h); then .reshape(B, n, H * d_h)",
-    mistakes=(
-        Mistake(
-            "it matches reshaping (B, H, n, d_h) straight to (B, n, E): swap heads and positions "
-            "first, x.transpose(1, 2).reshape(B, n, H · d_h)",
-            _reshaped_without_transpose,
-        ),
-        Mistake(
-            "it matches interleaving the heads feature by feature: concatenate whole head vectors, "
-            "(B, n, H, d_h) -> (B, n, H · d_h), not (B, n, d_h, H)",
-            _interleaved_heads,
-        ),
-    ),
+    reference=merge_heads,
+    cases=_merge_heads_cases,
+    judge=close("merged", atol=0.0, rtol=0.0),
+    mistakes=(_reshaped_without_transpose, _interleaved_heads),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -196,10 +194,12 @@ def _multi_head_cases(generator: torch.Generator) -> list[Case]:
     return cases
 
 
+@mistake("it matches projecting with x @ W: nn.Linear's convention (used here) is y = x @ W.T")
 def _projected_with_w(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
     return multi_head_reference(query, key, value, W_q.T, W_k.T, W_v.T, W_o.T, num_heads, mask)
 
 
+@mistake("it matches scaling by √embed_dim: each head's scores are scaled by √d_h, d_h = E / H")
 def _scaled_by_embed_dim(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
     if num_heads == 1:
         return NOT_APPLICABLE
@@ -208,6 +208,10 @@ def _scaled_by_embed_dim(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=
     return multi_head_reference(shrunk_query, key, value, W_q, W_k, W_v, W_o, num_heads, mask)
 
 
+@mistake(
+    "it matches heads split with view(B, H, n, d_h), which mixes positions into heads: "
+    "view (B, n, H, d_h), then transpose(1, 2)"
+)
 def _heads_split_wrongly(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
     if num_heads == 1:
         return NOT_APPLICABLE
@@ -216,23 +220,30 @@ def _heads_split_wrongly(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=
     )
 
 
+@mistake("it matches leaving out the output projection: return merge_heads(heads) @ W_o.T")
 def _no_output_projection(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
     identity = torch.eye(W_o.shape[0], dtype=W_o.dtype)
     return multi_head_reference(query, key, value, W_q, W_k, W_v, identity, num_heads, mask)
 
 
+@mistake("it matches ignoring the mask: pass it to the attention of every head")
 def _mask_ignored(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
     if mask is None:
         return NOT_APPLICABLE
     return multi_head_reference(query, key, value, W_q, W_k, W_v, W_o, num_heads)
 
 
+@mistake(
+    "it matches the inverted mask: True = may attend (torch.nn.MultiheadAttention's "
+    "masks use the opposite)"
+)
 def _mask_inverted(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
     if mask is None:
         return NOT_APPLICABLE
     return multi_head_reference(query, key, value, W_q, W_k, W_v, W_o, num_heads, ~mask)
 
 
+@mistake("it matches averaging the weights over heads: return the per-head weights (B, H, n, m)")
 def _weights_averaged(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None):
     output, weights = multi_head_reference(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask)
     return output, weights.mean(dim=1)
@@ -242,17 +253,13 @@ MULTI_HEAD_ATTENTION = Exercise(
     grade_id="ex6_3_multi_head_attention",
     notebook=NOTEBOOK,
     signature="multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask=None)",
-    docstring=(
-        "Project, split into heads, attend per head (scale √d_h), merge, project out. "
-        "Returns (output, weights).\n"
-        "\n"
-        "query (B, n, E); key and value (B, m, E); W_q, W_k, W_v, W_o (E, E) in nn.Linear's\n"
-        "convention y = x @ W.T (no bias); mask None or bool, True = may attend, broadcastable to\n"
-        "(B, H, n, m). output is (B, n, E) and weights (B, H, n, m), H = num_heads."
-    ),
-    reference=multi_head_reference,
-    cases=_multi_head_cases,
-    judge=close("output", "weights", atol=1e-6),
+    docstring="""
+        Project, split into heads, attend per head (scale √d_h), merge, project out. Returns (output, weights).
+
+        query (B, n, E); key and value (B, m, E); W_q, W_k, W_v, W_o (E, E) in nn.Linear's
+        convention y = x @ W.T (no bias); mask None or bool, True = may attend, broadcastable to
+        (B, H, n, m). output is (B, n, E) and weights (B, H, n, m), H = num_heads.
+    """,
     hint=(
         "project with each weight matrix, cut the projections into heads, attend within each "
         "head, then put the heads side by side again and project out"
@@ -261,39 +268,19 @@ MULTI_HEAD_ATTENTION = Exercise(
         "Q = reference.split_heads(query @ W_q.T, num_heads), same for K, V; "
         "reference.scaled_dot_product_attention(Q, K, V, mask); reference.merge_heads(...) @ W_o.T"
     ),
-    mistakes=(
-        Mistake(
-            "it matches projecting with x @ W: nn.Linear's convention (used here) is y = x @ W.T",
-            _projected_with_w,
-        ),
-        Mistake(
-            "it matches scaling by √embed_dim: each head's scores are scaled by √d_h, d_h = E / H",
-            _scaled_by_embed_dim,
-        ),
-        Mistake(
-            "it matches heads split with view(B, H, n, d_h), which mixes positions into heads: "
-            "view (B, n, H, d_h), then transpose(1, 2)",
-            _heads_split_wrongly,
-        ),
-        Mistake(
-            "it matches leaving out the output projection: return merge_heads(heads) @ W_o.T",
-            _no_output_projection,
-        ),
-        Mistake(
-            "it matches ignoring the mask: pass it to the attention of every head",
-            _mask_ignored,
-        ),
-        Mistake(
-            "it matches the inverted mask: True = may attend (torch.nn.MultiheadAttention's "
-            "masks use the opposite)",
-            _mask_inverted,
-        ),
-        Mistake(
-            "it matches averaging the weights over heads: return the per-head weights (B, H, n, m)",
-            _weights_averaged,
-        ),
-    ),
+    reference=multi_head_reference,
     forbidden=("torch.nn.functional.multi_head_attention_forward",),
+    cases=_multi_head_cases,
+    judge=close("output", "weights", atol=1e-6),
+    mistakes=(
+        _projected_with_w,
+        _scaled_by_embed_dim,
+        _heads_split_wrongly,
+        _no_output_projection,
+        _mask_ignored,
+        _mask_inverted,
+        _weights_averaged,
+    ),
 )
 
 EXERCISES = (SPLIT_HEADS, MERGE_HEADS, MULTI_HEAD_ATTENTION)

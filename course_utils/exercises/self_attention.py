@@ -8,7 +8,8 @@ import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.exercises.shared_mistakes import swapped_pair
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.positional import sinusoidal_positional_encoding
 
 NOTEBOOK = "04_self_attention"
@@ -48,33 +49,49 @@ def _scaled_dot_product_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+@mistake(
+    "it matches keys @ queriesᵀ, whose weights are (keys × queries): compute "
+    "queries @ keys.transpose(-2, -1) so that row i holds query i's weights over the keys"
+)
 def _keys_times_queries(queries, keys, values):
     weights = torch.softmax(keys @ queries.transpose(-2, -1) / math.sqrt(queries.shape[-1]), -1)
     return weights @ values, weights  # raises when n ≠ m: (m, n) @ (m, d_v)
 
 
+@mistake(
+    "it matches a softmax over the query axis: use dim=-1, so that each query's weights "
+    "sum to 1 over the keys"
+)
 def _softmax_over_queries(queries, keys, values):
     return _attention(queries, keys, values, 1 / math.sqrt(queries.shape[-1]), dim=-2)
 
 
+@mistake("it matches unscaled scores: divide Q Kᵀ by √d, d the query/key size")
 def _unscaled(queries, keys, values):
     return _attention(queries, keys, values, 1.0)
 
 
+@mistake("it matches dividing the scores by d instead of √d")
 def _divided_by_d(queries, keys, values):
     return _attention(queries, keys, values, 1 / queries.shape[-1])
 
 
+@mistake("it matches multiplying the scores by √d: divide them by √d instead")
 def _multiplied_by_root_d(queries, keys, values):
     return _attention(queries, keys, values, math.sqrt(queries.shape[-1]))
 
 
+@mistake("it matches scaling by √d_v (the value size): the scale is √d, d the query/key size")
 def _scaled_by_value_size(queries, keys, values):
     if values.shape[-1] == queries.shape[-1]:
         return NOT_APPLICABLE
     return _attention(queries, keys, values, 1 / math.sqrt(values.shape[-1]))
 
 
+@mistake(
+    "it matches keys.T, which reverses EVERY dimension of a batched tensor: use "
+    "keys.transpose(-2, -1)"
+)
 def _keys_dot_t(queries, keys, values):
     if keys.dim() == 2:
         return NOT_APPLICABLE
@@ -83,24 +100,16 @@ def _keys_dot_t(queries, keys, values):
     return weights @ values, weights
 
 
-def _weights_then_output(queries, keys, values):
-    output, weights = scaled_dot_product_attention(queries, keys, values)
-    return weights, output
-
-
 SCALED_DOT_PRODUCT = Exercise(
     grade_id="ex4_1_scaled_dot_product",
     notebook=NOTEBOOK,
     signature="scaled_dot_product(queries, keys, values)",
-    docstring=(
-        "softmax(Q Kᵀ / √d) V over the last two axes. Returns (output, weights).\n"
-        "\n"
-        "queries (..., n, d), keys (..., m, d), values (..., m, d_v), where ... are any leading batch\n"
-        "or head dimensions. output is (..., n, d_v) and weights (..., n, m)."
-    ),
-    reference=scaled_dot_product_attention,
-    cases=_scaled_dot_product_cases,
-    judge=close("output", "weights"),
+    docstring="""
+        softmax(Q Kᵀ / √d) V over the last two axes. Returns (output, weights).
+
+        queries (..., n, d), keys (..., m, d), values (..., m, d_v), where ... are any leading batch
+        or head dimensions. output is (..., n, d_v) and weights (..., n, m).
+    """,
     hint=(
         "score every query against every key, scale the scores by √d, turn each query's scores "
         "into weights over the keys, then average the values with them"
@@ -109,41 +118,20 @@ SCALED_DOT_PRODUCT = Exercise(
         "scores = queries @ keys.transpose(-2, -1) / math.sqrt(d); "
         "weights = torch.softmax(scores, dim=-1); return weights @ values, weights"
     ),
-    mistakes=(
-        Mistake(
-            "it matches keys @ queriesᵀ, whose weights are (keys × queries): compute "
-            "queries @ keys.transpose(-2, -1) so that row i holds query i's weights over the keys",
-            _keys_times_queries,
-        ),
-        Mistake(
-            "it matches a softmax over the query axis: use dim=-1, so that each query's weights "
-            "sum to 1 over the keys",
-            _softmax_over_queries,
-        ),
-        Mistake(
-            "it matches unscaled scores: divide Q Kᵀ by √d, d the query/key size",
-            _unscaled,
-        ),
-        Mistake("it matches dividing the scores by d instead of √d", _divided_by_d),
-        Mistake(
-            "it matches multiplying the scores by √d: divide them by √d instead",
-            _multiplied_by_root_d,
-        ),
-        Mistake(
-            "it matches scaling by √d_v (the value size): the scale is √d, d the query/key size",
-            _scaled_by_value_size,
-        ),
-        Mistake(
-            "it matches keys.T, which reverses EVERY dimension of a batched tensor: use "
-            "keys.transpose(-2, -1)",
-            _keys_dot_t,
-        ),
-        Mistake(
-            "it matches (weights, output): return the pair as (output, weights)",
-            _weights_then_output,
-        ),
-    ),
+    reference=scaled_dot_product_attention,
     forbidden=("torch.nn.functional.scaled_dot_product_attention",),
+    cases=_scaled_dot_product_cases,
+    judge=close("output", "weights"),
+    mistakes=(
+        _keys_times_queries,
+        _softmax_over_queries,
+        _unscaled,
+        _divided_by_d,
+        _multiplied_by_root_d,
+        _scaled_by_value_size,
+        _keys_dot_t,
+        swapped_pair(scaled_dot_product_attention),
+    ),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -174,20 +162,27 @@ def _self_attention_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+@mistake(
+    "it matches x @ W_k for the queries and x @ W_q for the keys (the weights come out "
+    "transposed): Q = x W_q, K = x W_k"
+)
 def _queries_and_keys_swapped(x, W_q, W_k, W_v):
     return self_attention_reference(x, W_k, W_q, W_v)
 
 
+@mistake("it matches attending over x itself: the values are V = x W_v")
 def _x_as_values(x, W_q, W_k, W_v):
     return scaled_dot_product_attention(x @ W_q, x @ W_k, x)
 
 
+@mistake("it matches scaling by √d_model: the scale is √d_k, the size of q and k")
 def _scaled_by_model_size(x, W_q, W_k, W_v):
     if x.shape[-1] == W_q.shape[-1]:
         return NOT_APPLICABLE
     return _attention(x @ W_q, x @ W_k, x @ W_v, 1 / math.sqrt(x.shape[-1]))
 
 
+@mistake("it matches x @ W.T: the weights here are (d_model, d_k) matrices, so Q = x @ W_q")
 def _transposed_weights(x, W_q, W_k, W_v):
     return self_attention_reference(x, W_q.T, W_k.T, W_v.T)
 
@@ -196,39 +191,21 @@ SELF_ATTENTION = Exercise(
     grade_id="ex4_2_self_attention",
     notebook=NOTEBOOK,
     signature="self_attention(x, W_q, W_k, W_v)",
-    docstring=(
-        "Q = x W_q, K = x W_k, V = x W_v; return softmax(Q Kᵀ / √d_k) V and the weights.\n"
-        "\n"
-        "x (..., n, d_model); W_q and W_k (d_model, d_k); W_v (d_model, d_v).\n"
-        "Returns (output, weights): output (..., n, d_v) and weights (..., n, n)."
-    ),
-    reference=self_attention_reference,
-    cases=_self_attention_cases,
-    judge=close("output", "weights", atol=1e-4, rtol=1e-4),
+    docstring="""
+        Q = x W_q, K = x W_k, V = x W_v; return softmax(Q Kᵀ / √d_k) V and the weights.
+
+        x (..., n, d_model); W_q and W_k (d_model, d_k); W_v (d_model, d_v).
+        Returns (output, weights): output (..., n, d_v) and weights (..., n, n).
+    """,
     hint="give every token its three roles with the three projections, then attend",
     code_hint=(
         "three matrix products x @ W_q, x @ W_k, x @ W_v, then "
         "scaled_dot_product_attention(Q, K, V)"
     ),
-    mistakes=(
-        Mistake(
-            "it matches x @ W_k for the queries and x @ W_q for the keys (the weights come out "
-            "transposed): Q = x W_q, K = x W_k",
-            _queries_and_keys_swapped,
-        ),
-        Mistake(
-            "it matches attending over x itself: the values are V = x W_v",
-            _x_as_values,
-        ),
-        Mistake(
-            "it matches scaling by √d_model: the scale is √d_k, the size of q and k",
-            _scaled_by_model_size,
-        ),
-        Mistake(
-            "it matches x @ W.T: the weights here are (d_model, d_k) matrices, so Q = x @ W_q",
-            _transposed_weights,
-        ),
-    ),
+    reference=self_attention_reference,
+    cases=_self_attention_cases,
+    judge=close("output", "weights", atol=1e-4, rtol=1e-4),
+    mistakes=(_queries_and_keys_swapped, _x_as_values, _scaled_by_model_size, _transposed_weights),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -254,6 +231,10 @@ def _interleave(sines: torch.Tensor, cosines: torch.Tensor) -> torch.Tensor:
     return torch.stack([sines, cosines], dim=-1).flatten(-2)
 
 
+@mistake(
+    "it matches sines and cosines in two halves [sin | cos]: interleave them, sin in the "
+    "even columns 0, 2, 4, … and cos in the odd columns 1, 3, 5, …"
+)
 def _two_halves(n, d):
     if d == 2:
         return NOT_APPLICABLE
@@ -261,16 +242,19 @@ def _two_halves(n, d):
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+@mistake("it matches sin and cos swapped: even columns hold sin, odd columns cos")
 def _sin_cos_swapped(n, d):
     angles = _angles(n, d)
     return _interleave(torch.cos(angles), torch.sin(angles))
 
 
+@mistake("it matches positions starting at 1: the first position is 0, so row 0 is [0, 1, 0, 1, …]")
 def _positions_from_one(n, d):
     angles = _angles(n, d, first_position=1)
     return _interleave(torch.sin(angles), torch.cos(angles))
 
 
+@mistake("it matches the exponent i/d: the exponent is 2i/d with i the pair index")
 def _exponent_i_over_d(n, d):
     if d == 2:
         return NOT_APPLICABLE
@@ -278,6 +262,10 @@ def _exponent_i_over_d(n, d):
     return _interleave(torch.sin(angles), torch.cos(angles))
 
 
+@mistake(
+    "it matches every column having its own frequency 10000^(-j/d): columns 2i and 2i+1 "
+    "share the frequency 10000^(-2i/d)"
+)
 def _frequency_per_column(n, d):
     positions = torch.arange(n, dtype=torch.float64)[:, None]
     angles = positions * 10000.0 ** (-torch.arange(d, dtype=torch.float64) / d)
@@ -288,14 +276,11 @@ SINUSOIDAL_ENCODING = Exercise(
     grade_id="ex4_3_sinusoidal_encoding",
     notebook=NOTEBOOK,
     signature="sinusoidal_encoding(n, d)",
-    docstring=(
-        "(n, d): PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).\n"
-        "\n"
-        "Positions 0 … n-1, an even d; returns a floating-point tensor."
-    ),
-    reference=sinusoidal_positional_encoding,
-    cases=_sinusoidal_encoding_cases,
-    judge=close("encoding", atol=1e-4, rtol=1e-4),  # float32 sin/cos of angles up to ~50
+    docstring="""
+        (n, d): PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+
+        Positions 0 … n-1, an even d; returns a floating-point tensor.
+    """,
     hint=(
         "columns 2i and 2i+1 share one frequency 10000^(-2i/d): the sine of position × frequency "
         "goes in the even column, its cosine in the odd one"
@@ -304,31 +289,17 @@ SINUSOIDAL_ENCODING = Exercise(
         "angles = positions[:, None] / 10000 ** (torch.arange(0, d, 2) / d); "
         "fill encoding[:, 0::2] with sin(angles) and encoding[:, 1::2] with cos(angles)"
     ),
-    mistakes=(
-        Mistake(
-            "it matches sines and cosines in two halves [sin | cos]: interleave them, sin in the "
-            "even columns 0, 2, 4, … and cos in the odd columns 1, 3, 5, …",
-            _two_halves,
-        ),
-        Mistake(
-            "it matches sin and cos swapped: even columns hold sin, odd columns cos",
-            _sin_cos_swapped,
-        ),
-        Mistake(
-            "it matches positions starting at 1: the first position is 0, so row 0 is [0, 1, 0, 1, …]",
-            _positions_from_one,
-        ),
-        Mistake(
-            "it matches the exponent i/d: the exponent is 2i/d with i the pair index",
-            _exponent_i_over_d,
-        ),
-        Mistake(
-            "it matches every column having its own frequency 10000^(-j/d): columns 2i and 2i+1 "
-            "share the frequency 10000^(-2i/d)",
-            _frequency_per_column,
-        ),
-    ),
+    reference=sinusoidal_positional_encoding,
     forbidden=("course_utils.positional.positional_frequencies",),
+    cases=_sinusoidal_encoding_cases,
+    judge=close("encoding", atol=1e-4, rtol=1e-4),  # float32 sin/cos of angles up to ~50
+    mistakes=(
+        _two_halves,
+        _sin_cos_swapped,
+        _positions_from_one,
+        _exponent_i_over_d,
+        _frequency_per_column,
+    ),
 )
 
 EXERCISES = (SCALED_DOT_PRODUCT, SELF_ATTENTION, SINUSOIDAL_ENCODING)

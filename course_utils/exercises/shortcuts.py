@@ -19,7 +19,8 @@ import os
 import sys
 from collections.abc import Iterable
 
-FORBIDDEN_ERROR = "ForbiddenShortcut"  # the error type the grader's child reports for a forbidden call
+# The error type the grader's child reports for a forbidden call.
+FORBIDDEN_ERROR = "ForbiddenShortcut"
 
 
 def resolve(dotted_name: str):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake
+from course_utils.exercises.shared_mistakes import swapped_pair
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.pooling import nadaraya_watson, soft_lookup
 from course_utils.softmax import softmax
 
@@ -49,36 +50,52 @@ def _spread_scores(randn) -> torch.Tensor:
     return spread
 
 
+@mistake(
+    "it matches exp(x) / sum(exp(x)) without the shift: exp(1000) overflows to inf and "
+    "inf/inf is NaN; subtract the max along `dim` (keepdim=True) before exp()"
+)
 def _exp_without_shift(scores, dim=-1):
     exponentials = torch.exp(scores)
     return exponentials / exponentials.sum(dim=dim, keepdim=True)
 
 
+@mistake(
+    "it matches subtracting the max of the WHOLE tensor: a row far below that max "
+    "underflows to 0/0; subtract each row's own max, scores.amax(dim, keepdim=True)"
+)
 def _global_max(scores, dim=-1):
     exponentials = torch.exp(scores - scores.max())
     return exponentials / exponentials.sum(dim=dim, keepdim=True)
 
 
+@mistake("it matches a softmax over the last axis whatever `dim` says: use the `dim` argument")
 def _fixed_last_axis(scores, dim=-1):
     if dim % scores.dim() == scores.dim() - 1:
         return NOT_APPLICABLE
     return softmax(scores, dim=-1)
 
 
+@mistake("it matches a softmax over the first axis whatever `dim` says: use the `dim` argument")
 def _fixed_first_axis(scores, dim=-1):
     return NOT_APPLICABLE if dim % scores.dim() == 0 else softmax(scores, dim=0)
 
 
+@mistake(
+    "it matches reducing without keepdim=True: the max and the sum then do not broadcast "
+    "back along `dim`"
+)
 def _max_without_keepdim(scores, dim=-1):
     exponentials = torch.exp(scores - scores.amax(dim=dim))
     return exponentials / exponentials.sum(dim=dim)
 
 
+@mistake("it matches dividing by the sum of the whole tensor: normalise along `dim` only")
 def _normalised_over_everything(scores, dim=-1):
     exponentials = torch.exp(scores - scores.amax(dim=dim, keepdim=True))
     return exponentials / exponentials.sum()
 
 
+@mistake("it matches exp(x - max) without dividing by the sum along `dim`")
 def _not_normalised(scores, dim=-1):
     return torch.exp(scores - scores.amax(dim=dim, keepdim=True))
 
@@ -87,53 +104,29 @@ STABLE_SOFTMAX = Exercise(
     grade_id="ex1_1_stable_softmax",
     notebook=NOTEBOOK,
     signature="stable_softmax(scores, dim=-1)",
-    docstring=(
-        "Softmax of `scores` (a tensor of any shape) along `dim`: exp(x - max) / sum(exp(x - max)).\n"
-        "\n"
-        "Returns a tensor of the same shape whose entries along `dim` are positive and sum to 1."
-    ),
-    reference=softmax,
-    cases=_stable_softmax_cases,
-    judge=close("weights", atol=1e-6, rtol=1e-5),
+    docstring="""
+        Softmax of `scores` (a tensor of any shape) along `dim`: exp(x - max) / sum(exp(x - max)).
+
+        Returns a tensor of the same shape whose entries along `dim` are positive and sum to 1.
+    """,
     hint="subtract the largest score along dim before exponentiating; the shift cancels in the ratio",
     code_hint=(
         "shifted = scores - scores.amax(dim, keepdim=True); e = torch.exp(shifted); "
         "return e / e.sum(dim, keepdim=True)"
     ),
-    mistakes=(
-        Mistake(
-            "it matches exp(x) / sum(exp(x)) without the shift: exp(1000) overflows to inf and "
-            "inf/inf is NaN; subtract the max along `dim` (keepdim=True) before exp()",
-            _exp_without_shift,
-        ),
-        Mistake(
-            "it matches subtracting the max of the WHOLE tensor: a row far below that max "
-            "underflows to 0/0; subtract each row's own max, scores.amax(dim, keepdim=True)",
-            _global_max,
-        ),
-        Mistake(
-            "it matches a softmax over the last axis whatever `dim` says: use the `dim` argument",
-            _fixed_last_axis,
-        ),
-        Mistake(
-            "it matches a softmax over the first axis whatever `dim` says: use the `dim` argument",
-            _fixed_first_axis,
-        ),
-        Mistake(
-            "it matches reducing without keepdim=True: the max and the sum then do not broadcast "
-            "back along `dim`",
-            _max_without_keepdim,
-        ),
-        Mistake(
-            "it matches dividing by the sum of the whole tensor: normalise along `dim` only",
-            _normalised_over_everything,
-        ),
-        Mistake(
-            "it matches exp(x - max) without dividing by the sum along `dim`",
-            _not_normalised,
-        ),
-    ),
+    reference=softmax,
     forbidden=SOFTMAX_SHORTCUTS,
+    cases=_stable_softmax_cases,
+    judge=close("weights", atol=1e-6, rtol=1e-5),
+    mistakes=(
+        _exp_without_shift,
+        _global_max,
+        _fixed_last_axis,
+        _fixed_first_axis,
+        _max_without_keepdim,
+        _normalised_over_everything,
+        _not_normalised,
+    ),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -156,49 +149,35 @@ def _soft_lookup_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+@mistake("it matches multiplying the scores by the temperature: divide by it, α = softmax(s / T)")
 def _times_temperature(query, keys, values, temperature):
     return soft_lookup(query, keys, values, 1.0 / temperature)
 
 
+@mistake("it matches ignoring the temperature: divide the scores by T")
 def _ignores_temperature(query, keys, values, temperature):
     return NOT_APPLICABLE if temperature == 1.0 else soft_lookup(query, keys, values, 1.0)
-
-
-def _swapped_pair(query, keys, values, temperature):
-    output, weights = soft_lookup(query, keys, values, temperature)
-    return weights, output
 
 
 SOFT_LOOKUP = Exercise(
     grade_id="ex1_2_soft_lookup",
     notebook=NOTEBOOK,
     signature="soft_lookup_answer(query, keys, values, temperature)",
-    docstring=(
-        "alpha = softmax(K q / T); output = sum_i alpha_i v_i.\n"
-        "\n"
-        "query (d,), keys (m, d), values (m, d_v), temperature T > 0.\n"
-        "Returns (output, weights): output (d_v,) and weights (m,)."
-    ),
-    reference=soft_lookup,
-    cases=_soft_lookup_cases,
-    judge=close("output", "weights"),
+    docstring="""
+        alpha = softmax(K q / T); output = sum_i alpha_i v_i.
+
+        query (d,), keys (m, d), values (m, d_v), temperature T > 0.
+        Returns (output, weights): output (d_v,) and weights (m,).
+    """,
     hint="score every key against the query, soften the scores by the temperature, then average the values",
     code_hint=(
         "scores = keys @ query / temperature; weights = softmax(scores, dim=0); "
         "return weights @ values, weights"
     ),
-    mistakes=(
-        Mistake(
-            "it matches multiplying the scores by the temperature: divide by it, α = softmax(s / T)",
-            _times_temperature,
-        ),
-        Mistake(
-            "it matches ignoring the temperature: divide the scores by T", _ignores_temperature
-        ),
-        Mistake(
-            "it matches (weights, output): return the pair as (output, weights)", _swapped_pair
-        ),
-    ),
+    reference=soft_lookup,
+    cases=_soft_lookup_cases,
+    judge=close("output", "weights"),
+    mistakes=(_times_temperature, _ignores_temperature, swapped_pair(soft_lookup)),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -240,6 +219,10 @@ def _differences(query_points, train_points):
     return query_points[:, None] - train_points[None, :]
 
 
+@mistake(
+    "it matches a softmax over the query axis: each query's weights should sum to 1 over "
+    "the training points (dim=1)"
+)
 def _softmax_over_queries(query_points, train_points, train_values, bandwidth):
     if len(query_points) == 1:
         return NOT_APPLICABLE
@@ -248,16 +231,25 @@ def _softmax_over_queries(query_points, train_points, train_values, bandwidth):
     return weights @ train_values, weights
 
 
+@mistake("it matches dividing by 2h, not 2h²: square the bandwidth")
 def _bandwidth_not_squared(query_points, train_points, train_values, bandwidth):
     scores = -(_differences(query_points, train_points) ** 2) / (2 * bandwidth)
     return _kernel_weights(query_points, train_points, train_values, scores)
 
 
+@mistake(
+    "it matches a positive squared distance: the score is MINUS (x - x_i)² / (2h²), so "
+    "nearer points weigh more"
+)
 def _positive_distance(query_points, train_points, train_values, bandwidth):
     scores = _differences(query_points, train_points) ** 2 / (2 * bandwidth**2)
     return _kernel_weights(query_points, train_points, train_values, scores)
 
 
+@mistake(
+    "it matches exp() without the max shift: far from the data every kernel underflows to "
+    "0 and 0/0 is NaN; use a stable softmax"
+)
 def _unstable_kernel(query_points, train_points, train_values, bandwidth):
     kernel = torch.exp(-(_differences(query_points, train_points) ** 2) / (2 * bandwidth**2))
     weights = kernel / kernel.sum(dim=1, keepdim=True)
@@ -268,15 +260,12 @@ KERNEL_REGRESSION = Exercise(
     grade_id="ex1_3_kernel_regression",
     notebook=NOTEBOOK,
     signature="kernel_regression(query_points, train_points, train_values, bandwidth)",
-    docstring=(
-        "f(x) = sum_i softmax_i(-(x - x_i)^2 / (2 h^2)) y_i.\n"
-        "\n"
-        "query_points (n,), train_points (m,), train_values (m,), bandwidth h > 0.\n"
-        "Returns (predictions, weights): predictions (n,) and weights (n, m), each row summing to 1."
-    ),
-    reference=nadaraya_watson,
-    cases=_kernel_regression_cases,
-    judge=close("predictions", "weights"),
+    docstring="""
+        f(x) = sum_i softmax_i(-(x - x_i)^2 / (2 h^2)) y_i.
+
+        query_points (n,), train_points (m,), train_values (m,), bandwidth h > 0.
+        Returns (predictions, weights): predictions (n,) and weights (n, m), each row summing to 1.
+    """,
     hint=(
         "score every (query, training point) pair by its negative squared distance over 2h², "
         "then softmax over the training points"
@@ -285,24 +274,10 @@ KERNEL_REGRESSION = Exercise(
         "differences = query_points[:, None] - train_points[None, :]  # (n, m); "
         "weights = softmax(-differences**2 / (2 * bandwidth**2), dim=1)"
     ),
-    mistakes=(
-        Mistake(
-            "it matches a softmax over the query axis: each query's weights should sum to 1 over "
-            "the training points (dim=1)",
-            _softmax_over_queries,
-        ),
-        Mistake("it matches dividing by 2h, not 2h²: square the bandwidth", _bandwidth_not_squared),
-        Mistake(
-            "it matches a positive squared distance: the score is MINUS (x - x_i)² / (2h²), so "
-            "nearer points weigh more",
-            _positive_distance,
-        ),
-        Mistake(
-            "it matches exp() without the max shift: far from the data every kernel underflows to "
-            "0 and 0/0 is NaN; use a stable softmax",
-            _unstable_kernel,
-        ),
-    ),
+    reference=nadaraya_watson,
+    cases=_kernel_regression_cases,
+    judge=close("predictions", "weights"),
+    mistakes=(_softmax_over_queries, _bandwidth_not_squared, _positive_distance, _unstable_kernel),
 )
 
 EXERCISES = (STABLE_SOFTMAX, SOFT_LOOKUP, KERNEL_REGRESSION)

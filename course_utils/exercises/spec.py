@@ -11,8 +11,9 @@ An :class:`Exercise` holds everything about one exercise:
   kind of input the grade uses is one the learner's check already exercised;
 * ``judge`` — compares the returned value with the expected one (``course_utils.exercises.judge``);
 * ``mistakes`` — named classic mistakes, each a small function with the exercise's signature that
-  returns what the mistaken code returns (or raises what it raises); when a wrong answer matches
-  one, ``check()`` and the grader's feedback both name it;
+  returns what the mistaken code returns (or raises what it raises), written under its message
+  with ``@mistake("…")``; when a wrong answer matches one, ``check()`` and the grader's feedback
+  both name it;
 * ``hint`` (conceptual, in the released stub) and ``code_hint`` (shown only after a failed check);
 * ``forbidden`` — calls that trivialise the exercise (``"torch.softmax"``...); the reference itself
   is always forbidden. ``check()`` refuses them in one line and the grader gives 0 with the reason.
@@ -58,19 +59,40 @@ class Mistake:
     returns: Callable[..., Any]
 
 
-@dataclass(frozen=True)
+def mistake(message: str) -> Callable[[Callable[..., Any]], Mistake]:
+    """Decorator: the function below is the mistaken code, ``message`` names the mistake and the fix.
+
+    ``@mistake("it matches …: do … instead")`` on a function with the exercise's signature turns it
+    into a :class:`Mistake`, so that the message stands beside the code it describes.
+    """
+
+    def named(returns: Callable[..., Any]) -> Mistake:
+        return Mistake(message, returns)
+
+    return named
+
+
+@dataclass(frozen=True, kw_only=True)
 class Exercise:
     grade_id: str
     notebook: str  # "01_soft_weights"
+    # What the learner sees: the stub's def line, docstring and hint, and the hint after a failure.
     signature: str  # "stable_softmax(scores, dim=-1)": the def line of the solution cell
-    docstring: str  # the function's docstring in the solution cell, word for word
-    reference: Callable[..., Any]
-    cases: Callable[[torch.Generator], list[Case]]
+    docstring: str  # the function's docstring in the solution cell (cleaned as Python cleans one)
     hint: str  # conceptual: the released stub's `raise NotImplementedError(hint)`
     code_hint: str  # code-level: shown after a failed check
+    # The right answer, and the calls that would only copy it.
+    reference: Callable[..., Any]
+    forbidden: tuple[str, ...] = ()  # dotted names of callables; the reference is added
+    # What is checked: the inputs, how a returned value is judged, the named mistakes.
+    cases: Callable[[torch.Generator], list[Case]]
     judge: Judge = field(default_factory=close)
     mistakes: tuple[Mistake, ...] = ()
-    forbidden: tuple[str, ...] = ()  # dotted names of callables; the reference is added
+
+    def __post_init__(self) -> None:
+        # The docstring may be written as the indented block the cell shows: keep what
+        # ast.get_docstring reads from the cell (inspect.cleandoc: dedented, outer blank lines cut).
+        object.__setattr__(self, "docstring", inspect.cleandoc(self.docstring))
 
     @property
     def function_name(self) -> str:

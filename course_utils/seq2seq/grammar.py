@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -57,6 +58,19 @@ _VERBS = (
     (("help",), ("helps",), ("aide", "aides", "aide", "aidons", "aident")),
     (("draw",), ("draws",), ("dessine", "dessines", "dessine", "dessinons", "dessinent")),
 )
+
+
+class _Agreeing(NamedTuple):
+    """A word whose French form agrees with the noun's gender (a determiner or an adjective)."""
+
+    english: str
+    masculine: str
+    feminine: str
+
+    def french(self, feminine_noun: bool) -> str:
+        return self.feminine if feminine_noun else self.masculine
+
+
 _NOUNS = (  # (English, French, gender)
     ("cat", "chat", "m"),
     ("dog", "chien", "m"),
@@ -76,24 +90,24 @@ _NOUNS = (  # (English, French, gender)
     ("cow", "vache", "f"),
 )
 _DETERMINERS = (
-    ("the", "le", "la"),
-    ("a", "un", "une"),
-    ("my", "mon", "ma"),
-    ("this", "ce", "cette"),
+    _Agreeing("the", "le", "la"),
+    _Agreeing("a", "un", "une"),
+    _Agreeing("my", "mon", "ma"),
+    _Agreeing("this", "ce", "cette"),
 )
 _ADJECTIVES_BEFORE = (  # stay before the noun in French
-    ("small", "petit", "petite"),
-    ("big", "gros", "grosse"),
-    ("old", "vieux", "vieille"),
-    ("pretty", "joli", "jolie"),
+    _Agreeing("small", "petit", "petite"),
+    _Agreeing("big", "gros", "grosse"),
+    _Agreeing("old", "vieux", "vieille"),
+    _Agreeing("pretty", "joli", "jolie"),
 )
 _ADJECTIVES_AFTER = (  # colours move after the noun in French
-    ("black", "noir", "noire"),
-    ("white", "blanc", "blanche"),
-    ("red", "rouge", "rouge"),
-    ("green", "vert", "verte"),
-    ("blue", "bleu", "bleue"),
-    ("grey", "gris", "grise"),
+    _Agreeing("black", "noir", "noire"),
+    _Agreeing("white", "blanc", "blanche"),
+    _Agreeing("red", "rouge", "rouge"),
+    _Agreeing("green", "vert", "verte"),
+    _Agreeing("blue", "bleu", "bleue"),
+    _Agreeing("grey", "gris", "grise"),
 )
 _ADVERBS = (
     ("often", "souvent"),
@@ -174,18 +188,18 @@ def _noun_phrase(rng: random.Random) -> AlignedPair:
     """det [adj-before] [colour] noun → dét [adj-before] nom [couleur], agreeing in gender."""
     english_noun, french_noun, gender = rng.choice(_NOUNS)
     feminine = gender == "f"
-    english_det, french_masc, french_fem = rng.choice(_DETERMINERS)
-    english = [english_det]
-    french, links, kinds = [french_fem if feminine else french_masc], [(0,)], ["determiner"]
+    determiner = rng.choice(_DETERMINERS)
+    english = [determiner.english]
+    french, links, kinds = [determiner.french(feminine)], [(0,)], ["determiner"]
     if rng.random() < 0.35:
         adjective = rng.choice(_ADJECTIVES_BEFORE)
-        english.append(adjective[0])
-        french.append(adjective[2 if feminine else 1])
+        english.append(adjective.english)
+        french.append(adjective.french(feminine))
         links.append((len(english) - 1,))
         kinds.append("adjective")
     colour = rng.choice(_ADJECTIVES_AFTER) if rng.random() < 0.5 else None
     if colour:
-        english.append(colour[0])
+        english.append(colour.english)
     english.append(english_noun)
     french.append(french_noun)  # the noun comes before its colour in French
     links.append((len(english) - 1,))
@@ -193,7 +207,7 @@ def _noun_phrase(rng: random.Random) -> AlignedPair:
     if english[0] == "a" and english[1].startswith(tuple("aeiou")):
         english[0] = "an"  # "an old cat"
     if colour:
-        french.append(colour[2 if feminine else 1])
+        french.append(colour.french(feminine))
         links.append((len(english) - 2,))
         kinds.append("adjective")
     return AlignedPair(english, french, links, kinds)
@@ -374,9 +388,9 @@ def lexicon() -> tuple[list[str], list[str]]:
         english.add(english_noun)
         french.add(french_noun)
     for table in (_DETERMINERS, _ADJECTIVES_BEFORE, _ADJECTIVES_AFTER):
-        for english_word, *french_words in table:
-            english.add(english_word)
-            french |= set(french_words)
+        for word in table:
+            english.add(word.english)
+            french |= {word.masculine, word.feminine}
     for english_word, french_word in _ADVERBS + _PREPOSITIONS:
         english.add(english_word)
         french.add(french_word)
