@@ -3,6 +3,9 @@
 Each explorer is a small class holding its slider(s), an ``Output`` area and the weights it drew
 last (``current_weights``), so tests can drive it without a browser: set ``explorer.slider.value``
 and read ``explorer.current_weights``. Display it in a notebook with ``explorer.widget``.
+
+Without ipywidgets 8 (a hosted Jupyter that lacks it, an older one) the explorers still work, with
+``course_utils.static_widgets``: the figure is drawn statically and the controls are set from code.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
@@ -18,6 +20,23 @@ from IPython.display import display
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.plots import attention_heatmap, bar_weights
 from course_utils.softmax import masked_softmax, softmax
+
+
+def _widget_library():
+    """ipywidgets when version 8 is there (interactive), else the static stand-ins."""
+    try:
+        import ipywidgets
+
+        if int(ipywidgets.__version__.split(".")[0]) >= 8:
+            return ipywidgets, True
+    except (ImportError, ValueError, AttributeError):
+        pass
+    from course_utils import static_widgets
+
+    return static_widgets, False
+
+
+widgets, INTERACTIVE = _widget_library()
 
 
 class _Explorer:
