@@ -64,6 +64,19 @@ class _Control:
         return f"{type(self).__name__}({self.description or 'value'}={self._value!r})"
 
 
+def _bound(name: str) -> property:
+    """A slider bound: setting it re-clamps the value (notifying observers if it moves)."""
+
+    def get(self):
+        return getattr(self, f"_{name}")
+
+    def set(self, bound) -> None:
+        setattr(self, f"_{name}", bound)
+        self.value = self._value
+
+    return property(get, set)
+
+
 class IntSlider(_Control):
     """An integer in [min, max]; changing the bounds clamps the value (and notifies), as ipywidgets does."""
 
@@ -75,23 +88,8 @@ class IntSlider(_Control):
     def _clamped(self, value):
         return type(self._min)(min(max(value, self._min), self._max))
 
-    @property
-    def min(self):  # noqa: A003 - ipywidgets' name
-        return self._min
-
-    @min.setter
-    def min(self, bound) -> None:
-        self._min = bound
-        self.value = self._value
-
-    @property
-    def max(self):  # noqa: A003 - ipywidgets' name
-        return self._max
-
-    @max.setter
-    def max(self, bound) -> None:
-        self._max = bound
-        self.value = self._value
+    min = _bound("min")  # noqa: A003 - ipywidgets' names
+    max = _bound("max")  # noqa: A003
 
 
 class FloatLogSlider(IntSlider):
