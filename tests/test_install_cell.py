@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,11 @@ def test_the_wheel_away_from_the_repository(tmp_path):
     """The install cell installs the wheel into a kernel lacking course_utils, then does nothing; the
     installed course-release and course-grade look in the current directory and name a missing folder."""
     wheel, python = build_wheel(tmp_path), venv_without_course_utils(tmp_path)
+    # The learner's wheel holds no hidden test: the grader draws hidden inputs with a seed chosen at
+    # grading time from the same public case families, and computes expected values then.
+    packaged = zipfile.ZipFile(wheel).namelist()
+    assert "course_utils/exercises/spec.py" in packaged
+    assert not [name for name in packaged if "hidden" in name], packaged
     kernel_dir = tmp_path / "kernel"
     kernel_dir.mkdir()
     absent = run([str(python), "-c", "import course_utils"], kernel_dir)
