@@ -24,6 +24,7 @@ from course_utils.exercises.spec import (
     Raised,
     Returned,
     call,
+    hidden_seed,
     prepare_cases,
     visible_seed,
 )
@@ -166,3 +167,9 @@ def test_every_released_exercise_has_a_spec():
         for exercise in released.exercises:
             if exercise.grade_id in specs:
                 assert exercise.function == all_exercises()[exercise.grade_id].function_name
+
+
+def test_no_grading_seed_draws_the_check_cells_own_cases():
+    for exercise in EXERCISES:
+        visible = visible_seed(exercise.grade_id)
+        assert all(hidden_seed(exercise.grade_id, seed) != visible for seed in range(1000))

@@ -369,7 +369,9 @@ def test_battery(mode, interpreter, tmp_path):
         expect("correct", exercise, "passed", 2)
     expect("partial", 1, "partial", 1.2, ("large logits", "weights: NaN", "without the shift"))
     expect("partial", 2, "partial", 1.2, ("T=0.5: output: 3 of 3 values differ",))
-    expect("partial", 3, "partial", 0.8, ("h=0.5 (float64): predictions:", "differ", "2h²"))
+    # 2h instead of 2h² fails 2 or 3 of the 5 cases: far from the data both kernels can pick the
+    # same nearest point, depending on the drawn points (GRADING_SEED fixes them).
+    expect("partial", 3, "partial", 1.2, ("h=0.5 (float64): predictions:", "differ", "2h²"))
     expect("wrong_shape", 1, "failed", 0, ("weights: shape (3,), expected (3, 5)",))
     expect("wrong_shape", 2, "failed", 0, ("should return a tuple (output, weights)",))
     expect("wrong_shape", 3, "failed", 0, ("weights: shape (28,), expected (4, 7)",))
