@@ -32,3 +32,8 @@ def require_folder(path: Path, option: str, expected: str) -> Path:
             f"course's folder or pass {option}"
         )
     return path
+
+
+def add_folder_option(parser, option: str, folder: str, help: str) -> None:  # noqa: A002 - argparse's name
+    """``--option PATH`` defaulting to ``course_folder(folder)`` (course-release and course-grade share it)."""
+    parser.add_argument(option, type=Path, default=course_folder(folder), help=help)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.course_folders import course_folder, require_folder
+from course_utils.course_folders import add_folder_option, require_folder
 from course_utils.install_cell import insert_install_cell
 
 BEGIN = "### BEGIN SOLUTION"
@@ -213,11 +213,11 @@ def release(solutions_dir: Path, notebooks_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course-release", description=__doc__.split("\n")[0])
-    parser.add_argument(
+    add_folder_option(
+        parser,
         "--solutions",
-        type=Path,
-        default=course_folder("solutions"),
-        help="instructor notebooks (default: solutions/ in the current directory)",
+        "solutions",
+        "instructor notebooks (default: solutions/ in the current directory)",
     )
     parser.add_argument(
         "--notebooks",

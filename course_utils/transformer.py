@@ -47,12 +47,8 @@ def position_wise_feed_forward(d_model: int, ffn_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, d_model))
 
 
-class EncoderBlock(nn.Module):
-    """Pre-LN encoder block: ``forward(x (B, n, d), mask)`` → (x (B, n, d), weights (B, H, n, n)).
-
-    ``mask`` (bool, True = may attend) broadcasts to (B, H, n, n): a (B, n) padding mask goes in as
-    ``mask[:, None, None, :]``.
-    """
+class _PreNormBlock(nn.Module):
+    """What both blocks have: LN + multi-head self-attention, LN + position-wise feed-forward."""
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int):
         super().__init__()
@@ -61,6 +57,14 @@ class EncoderBlock(nn.Module):
         self.self_attention = MultiHeadAttention(d_model, num_heads)
         self.feed_forward_norm = nn.LayerNorm(d_model)
         self.feed_forward = position_wise_feed_forward(d_model, ffn_dim)
+
+
+class EncoderBlock(_PreNormBlock):
+    """Pre-LN encoder block: ``forward(x (B, n, d), mask)`` → (x (B, n, d), weights (B, H, n, n)).
+
+    ``mask`` (bool, True = may attend) broadcasts to (B, H, n, n): a (B, n) padding mask goes in as
+    ``mask[:, None, None, :]``.
+    """
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         normed = self.attention_norm(x)  # LN(x)
@@ -92,7 +96,7 @@ class EncoderBlock(nn.Module):
         return block
 
 
-class DecoderBlock(nn.Module):
+class DecoderBlock(_PreNormBlock):
     """Pre-LN decoder block: causal self-attention, cross-attention over the encoder output, FFN.
 
     ``forward(y (B, T, d), memory (B, S, d), self_mask, memory_mask)`` → (y, cross weights
@@ -100,14 +104,9 @@ class DecoderBlock(nn.Module):
     """
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int):
-        super().__init__()
-        require_positive_int("ffn_dim", ffn_dim)
-        self.self_attention_norm = nn.LayerNorm(d_model)
-        self.self_attention = MultiHeadAttention(d_model, num_heads)
+        super().__init__(d_model, num_heads, ffn_dim)
         self.cross_attention_norm = nn.LayerNorm(d_model)
         self.cross_attention = MultiHeadAttention(d_model, num_heads)
-        self.feed_forward_norm = nn.LayerNorm(d_model)
-        self.feed_forward = position_wise_feed_forward(d_model, ffn_dim)
 
     def _cross_and_feed_forward(self, y, memory, memory_mask):
         normed = self.cross_attention_norm(y)
@@ -118,7 +117,7 @@ class DecoderBlock(nn.Module):
         return y, cross_weights
 
     def forward(self, y, memory, self_mask=None, memory_mask=None):
-        normed = self.self_attention_norm(y)
+        normed = self.attention_norm(y)
         attended, _ = self.self_attention(normed, normed, normed, self_mask)
         y = y + attended  # y ← y + MHA(LN(y); causal)
         return self._cross_and_feed_forward(y, memory, memory_mask)
@@ -126,7 +125,7 @@ class DecoderBlock(nn.Module):
     def step(self, y_new, memory, cache: KVCache, layer: int, memory_mask=None):
         """The newest position y_new (B, 1, d) only; its key and value join ``cache``'s layer."""
         # y_t ← y_t + MHA(LN(y_t), LN(y_≤t), LN(y_≤t)), the earlier keys and values from the cache
-        normed = self.self_attention_norm(y_new)
+        normed = self.attention_norm(y_new)
         attended, _ = cached_self_attention(self.self_attention, normed, cache, layer)
         y_new = y_new + attended
         return self._cross_and_feed_forward(y_new, memory, memory_mask)

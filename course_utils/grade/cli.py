@@ -19,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from course_utils.course_folders import course_folder
+from course_utils.course_folders import add_folder_option
 from course_utils.grade import report
 from course_utils.grade.cases import draw_cases, gradable_notebooks
 from course_utils.grade.classroom import grade_class
@@ -98,17 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="isolation (default auto: bwrap when available)",
     )
-    parser.add_argument(
-        "--released",
-        type=Path,
-        default=course_folder("notebooks"),
-        help="released notebooks (setup cells, points)",
-    )
-    parser.add_argument(
-        "--solutions",
-        type=Path,
-        default=course_folder("solutions"),
-        help="instructor notebooks, hidden from submissions",
+    add_folder_option(parser, "--released", "notebooks", "released notebooks (setup cells, points)")
+    add_folder_option(
+        parser, "--solutions", "solutions", "instructor notebooks, hidden from submissions"
     )
     parser.add_argument(
         "--spawn",
