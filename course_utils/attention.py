@@ -10,34 +10,53 @@ Notebooks import from here; each concept lives in its own module:
 * ``positional``   — sinusoidal positional encodings (04)
 * ``multihead``    — split/merge heads and multi-head attention (06)
 * ``flash``        — tiled attention with online softmax and a recomputing backward (07)
+* ``rotary`` ``alibi`` ``grouped_query`` ``sliding_window`` — RoPE, ALiBi, grouped-query attention, sliding windows (09)
+* ``linear_attention`` — linear attention as a fast weight programmer, and the delta rule (10)
 
 Each function checks its inputs with one call into ``validation`` (errors name the argument, what
 was expected and what was got), then reads as its equation.
 """
 
+from course_utils.alibi import alibi_bias, alibi_slopes
 from course_utils.alignment import AdditiveAttention, LuongAttention
 from course_utils.dot_product import check_qkv, scaled_dot_product_attention
 from course_utils.flash import flash_attention
+from course_utils.grouped_query import grouped_query_attention
+from course_utils.linear_attention import (
+    delta_rule_attention,
+    fast_weight_attention,
+    linear_attention,
+)
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
 from course_utils.pooling import gaussian_kernel_scores, nadaraya_watson, soft_lookup
 from course_utils.positional import sinusoidal_positional_encoding
+from course_utils.rotary import apply_rope
+from course_utils.sliding_window import sliding_window_mask
 from course_utils.softmax import masked_softmax, softmax
 
 __all__ = [
     "AdditiveAttention",
     "LuongAttention",
     "MultiHeadAttention",
+    "alibi_bias",
+    "alibi_slopes",
+    "apply_rope",
     "causal_mask",
     "check_qkv",
+    "delta_rule_attention",
+    "fast_weight_attention",
     "flash_attention",
     "gaussian_kernel_scores",
+    "grouped_query_attention",
+    "linear_attention",
     "masked_softmax",
     "merge_heads",
     "nadaraya_watson",
     "padding_mask",
     "scaled_dot_product_attention",
     "sinusoidal_positional_encoding",
+    "sliding_window_mask",
     "soft_lookup",
     "softmax",
     "split_heads",

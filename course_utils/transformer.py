@@ -26,7 +26,7 @@ from course_utils.kv_cache import KVCache, cached_self_attention
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention
 from course_utils.positional import sinusoidal_positional_encoding
-from course_utils.seq2seq.data import TranslationData
+from course_utils.seq2seq.data import TranslationData, make_batch
 from course_utils.seq2seq.model import Seq2Seq
 from course_utils.validation import require_dtype, require_positive_int, require_shapes
 
@@ -135,7 +135,9 @@ class Seq2SeqTransformer(nn.Module):
     """Embeddings (+ sinusoidal positions), encoder stack, decoder stack, output projection.
 
     ``use_positions=False`` is the ablation without positional encodings: the encoder then sees a
-    bag of words. Index ``pad_index`` of both vocabularies is padding.
+    bag of words. Index ``pad_index`` of both vocabularies is padding. ``encoder_block`` and
+    ``decoder_block`` are the block classes (notebook 08 passes subclasses whose ``forward`` is the
+    learner's).
     """
 
     def __init__(
@@ -150,6 +152,8 @@ class Seq2SeqTransformer(nn.Module):
         use_positions: bool = True,
         max_len: int = 512,
         pad_index: int = 0,
+        encoder_block: type[EncoderBlock] = EncoderBlock,
+        decoder_block: type[DecoderBlock] = DecoderBlock,
     ):
         super().__init__()
         for name, value in (
@@ -167,11 +171,19 @@ class Seq2SeqTransformer(nn.Module):
         self.register_buffer(
             "positions", sinusoidal_positional_encoding(max_len, d_model), persistent=False
         )  # PE: (max_len, d)
+        for name, block_class, base in (
+            ("encoder_block", encoder_block, EncoderBlock),
+            ("decoder_block", decoder_block, DecoderBlock),
+        ):
+            if not (isinstance(block_class, type) and issubclass(block_class, base)):
+                raise TypeError(
+                    f"{name} must be {base.__name__} or a subclass, got {block_class!r}"
+                )
         self.encoder_blocks = nn.ModuleList(
-            EncoderBlock(d_model, num_heads, ffn_dim) for _ in range(num_encoder_layers)
+            encoder_block(d_model, num_heads, ffn_dim) for _ in range(num_encoder_layers)
         )
         self.decoder_blocks = nn.ModuleList(
-            DecoderBlock(d_model, num_heads, ffn_dim) for _ in range(num_decoder_layers)
+            decoder_block(d_model, num_heads, ffn_dim) for _ in range(num_decoder_layers)
         )
         self.encoder_norm = nn.LayerNorm(d_model)  # pre-LN stacks end with a LayerNorm
         self.decoder_norm = nn.LayerNorm(d_model)
@@ -319,3 +331,38 @@ def as_seq2seq(transformer: Seq2SeqTransformer, data: TranslationData, name: str
             f"transformer must be a Seq2SeqTransformer, got {type(transformer).__name__}"
         )
     return Seq2Seq(_EncoderAdapter(transformer), _DecoderAdapter(transformer), data, name=name)
+
+
+@torch.no_grad()
+def cross_attention_agreement(
+    transformer: Seq2SeqTransformer, data: TranslationData, pairs=None
+) -> torch.Tensor:
+    """(layers, heads): how often each cross-attention head looks where the dictionary says.
+
+    Every pair of ``pairs`` (default: the held-out pairs) is teacher-forced on its reference
+    translation. At the position that produces French word k, a head *agrees* when its largest
+    weight falls on a source word the dictionary aligns word k with (``data.gold``). The result is
+    the fraction of all French words, over all pairs, on which each head agrees.
+    """
+    pairs = data.held_out if pairs is None else pairs
+    layers, heads = len(transformer.decoder_blocks), transformer.num_heads
+    agreeing, words = torch.zeros(layers, heads), 0
+    device = transformer.output_projection.weight.device
+    was_training = transformer.training
+    transformer.eval()
+    for start in range(0, len(pairs), 200):
+        chunk = pairs[start : start + 200]
+        batch = make_batch(chunk, data.source_vocab, data.target_vocab).to(device)
+        _, weights = transformer(batch.source, batch.target_input, batch.source_mask)
+        strongest = weights.argmax(dim=-1).cpu()  # (B, layers, H, T): the source word each looks at
+        for row, (source, target) in enumerate(chunk):
+            links, _ = data.gold[tuple(source)]
+            gold = torch.zeros(len(target), len(source), dtype=torch.bool)  # word k ↔ source j
+            for word, link in enumerate(links):
+                gold[word, list(link)] = True
+            looked_at = strongest[row, :, :, : len(target)]  # (layers, H, words)
+            hits = gold[torch.arange(len(target)), looked_at]  # gold[k, argmax_j α_kj]
+            agreeing += hits.sum(dim=-1)
+            words += len(target)
+    transformer.train(was_training)
+    return agreeing / words

@@ -340,3 +340,102 @@ class TileExplorer(_Explorer):
             mass_ax.set_ylabel("softmax mass seen so far")
             mass_ax.set_title("l · exp(m − m_final) / l_final  (1 = row finished)", fontsize=9)
             fig.tight_layout()
+
+
+class HeadExplorer(_Explorer):
+    """A trained encoder–decoder's cross-attention: one head of one layer over one sentence.
+
+    ``sentences`` is a list of ``(source words, target words, weights)`` with ``weights`` of shape
+    (layers, heads, target words, source words), e.g. from ``Seq2SeqTransformer.forward``; ``gold``
+    (optional, one bool (target, source) matrix per sentence) marks the dictionary alignment, and
+    the title then counts the target words whose strongest weight falls on it.
+    Controls: ``sentence_slider``, ``layer_slider``, ``head_slider``. State after each change:
+    ``current_weights`` (target, source), ``current_agreement`` (words agreeing, words), ``redraws``.
+    """
+
+    def __init__(self, sentences, gold=None, layer: int = 0, head: int = 0):
+        if not sentences:
+            raise ValueError("sentences must hold at least one (source, target, weights) triple")
+        layers, heads = self._check(sentences, gold)
+        if not (isinstance(layer, int) and 0 <= layer < layers):
+            raise ValueError(f"layer must be an int in 0..{layers - 1}, got {layer!r}")
+        if not (isinstance(head, int) and 0 <= head < heads):
+            raise ValueError(f"head must be an int in 0..{heads - 1}, got {head!r}")
+        self.sentences, self.gold = sentences, gold
+        self.sentence_slider = widgets.IntSlider(
+            value=0, min=0, max=len(sentences) - 1, description="sentence"
+        )
+        self.layer_slider = widgets.IntSlider(
+            value=layer, min=0, max=layers - 1, description="layer"
+        )
+        self.head_slider = widgets.IntSlider(value=head, min=0, max=heads - 1, description="head")
+        super().__init__()
+        for slider in (self.sentence_slider, self.layer_slider, self.head_slider):
+            slider.observe(self._on_change, names="value")
+        controls = widgets.HBox([self.sentence_slider, self.layer_slider, self.head_slider])
+        self.widget = widgets.VBox([controls, self.output])
+        self._update()
+
+    @staticmethod
+    def _check(sentences, gold) -> tuple[int, int]:
+        shapes = set()
+        for index, (source, target, weights) in enumerate(sentences):
+            expected = (len(target), len(source))
+            if weights.dim() != 4 or tuple(weights.shape[2:]) != expected:
+                raise ValueError(
+                    f"sentences[{index}]: weights must be (layers, heads, {expected[0]}, "
+                    f"{expected[1]}) for its {expected[0]} target and {expected[1]} source words, "
+                    f"got {tuple(weights.shape)}"
+                )
+            if gold is not None and tuple(gold[index].shape) != expected:
+                raise ValueError(
+                    f"gold[{index}] must be {expected}, got {tuple(gold[index].shape)}"
+                )
+            shapes.add(tuple(weights.shape[:2]))
+        if len(shapes) != 1:
+            raise ValueError(
+                f"every sentence's weights need the same (layers, heads), got {shapes}"
+            )
+        if gold is not None and len(gold) != len(sentences):
+            raise ValueError(f"gold has {len(gold)} matrices for {len(sentences)} sentences")
+        return shapes.pop()
+
+    def _on_change(self, change) -> None:
+        self._update()
+
+    def _update(self) -> None:
+        index = self.sentence_slider.value
+        _, _, weights = self.sentences[index]
+        self.current_weights = weights[self.layer_slider.value, self.head_slider.value]
+        self.current_agreement = None
+        if self.gold is not None:
+            strongest = self.current_weights.argmax(
+                dim=-1
+            )  # the source word each target word reads
+            hits = self.gold[index][torch.arange(len(strongest)), strongest]
+            self.current_agreement = (int(hits.sum()), len(strongest))
+        self.draw()
+
+    def draw(self) -> None:
+        source, target, _ = self.sentences[self.sentence_slider.value]
+        title = f"layer {self.layer_slider.value}, head {self.head_slider.value}"
+        if self.current_agreement is not None:
+            title += ": strongest weight on the dictionary's word for {} of {} words".format(
+                *self.current_agreement
+            )
+        size = (max(5.0, 0.45 * len(source) + 2), max(3.5, 0.4 * len(target) + 1.5))
+        with self._new_figure(figsize=size) as (fig, ax):
+            attention_heatmap(
+                self.current_weights,
+                row_labels=list(target),
+                col_labels=list(source),
+                ax=ax,
+                title=title,
+                xlabel="English (attended to)",
+                ylabel="French (producing)",
+                annotate=False,
+            )
+            if self.gold is not None:  # dictionary alignment: a white frame on each gold cell
+                rows, cols = torch.nonzero(self.gold[self.sentence_slider.value], as_tuple=True)
+                ax.scatter(cols, rows, marker="s", s=60, facecolors="none", edgecolors="white")
+            fig.tight_layout()

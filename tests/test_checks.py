@@ -172,3 +172,44 @@ def test_every_registered_check_follows_the_naming_convention():
     assert {"ex1_1_stable_softmax", "ex1_2_soft_lookup", "ex1_3_kernel_regression"} <= set(names)
     for name in names:
         assert name.startswith("ex") and name.split("_")[0][2:].isdigit(), name
+
+
+def test_passes_says_whether_a_check_would_pass_without_printing(capsys):
+    from course_utils.checks import passes
+
+    def right(step, d_model, warmup_steps):
+        return d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
+
+    def wrong(step, d_model, warmup_steps):
+        return d_model**-0.5 * max(step**-0.5, step * warmup_steps**-1.5)
+
+    def unfinished(step, d_model, warmup_steps):
+        raise NotImplementedError
+
+    assert passes("ex8_3_warmup_schedule", right)
+    assert not passes("ex8_3_warmup_schedule", wrong)
+    assert not passes("ex8_3_warmup_schedule", unfinished)
+    assert not passes("ex8_3_warmup_schedule", None)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="unknown check"):
+        passes("ex99_nothing", right)
+
+
+def test_calling_a_blocks_own_forward_through_the_module_is_a_forbidden_shortcut():
+    """block(x, mask) reaches EncoderBlock.forward through nn.Module.__call__: still the learner's call."""
+
+    def encoder_block(x, mask, block):
+        return block(x, mask)
+
+    with pytest.raises(CheckFailed, match="calls course_utils.transformer.EncoderBlock.forward"):
+        check("ex8_1_encoder_block", encoder_block)
+
+
+def test_a_number_judge_wants_a_number_close_to_the_answer():
+    from course_utils.exercises.judge import number
+
+    judge = number("lr", rtol=1e-9)
+    assert judge(0.5, 0.5) is None and judge(1, 1.0) is None
+    assert "not the right value" in judge(0.5000001, 0.5)
+    assert "should be a number" in judge(True, 1.0)
+    assert "should be a number" in judge("0.5", 0.5)

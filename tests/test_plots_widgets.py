@@ -45,3 +45,54 @@ def test_temperature_explorer_bad_input():
         TemperatureExplorer(torch.tensor([1.0]))
     with pytest.raises(ValueError, match="1 labels for 2 scores"):
         TemperatureExplorer(torch.tensor([1.0, 2.0]), labels=["a"])
+
+
+def _head_sentences():
+    torch.manual_seed(0)
+    sentences = []
+    for source_len, target_len in ((4, 3), (6, 5)):
+        weights = torch.softmax(torch.randn(2, 3, target_len, source_len), dim=-1)
+        weights[1, 2] = (
+            torch.eye(target_len, source_len) * 0.9 + 0.1 / source_len
+        )  # head 2 of layer 1
+        source = [f"e{i}" for i in range(source_len)]
+        target = [f"f{i}" for i in range(target_len)]
+        sentences.append((source, target, weights))
+    gold = [torch.eye(t, s, dtype=torch.bool) for (s, t) in ((4, 3), (6, 5))]
+    return sentences, gold
+
+
+def test_head_explorer_redraws_and_counts_agreement_as_the_sliders_move():
+    from course_utils.widgets import HeadExplorer
+
+    sentences, gold = _head_sentences()
+    explorer = HeadExplorer(sentences, gold=gold)
+    assert explorer.redraws == 1
+    torch.testing.assert_close(explorer.current_weights, sentences[0][2][0, 0])
+    explorer.layer_slider.value = 1
+    explorer.head_slider.value = 2
+    assert explorer.current_agreement == (3, 3)  # the diagonal head, 3 French words
+    explorer.sentence_slider.value = 1
+    assert explorer.current_agreement == (5, 5)
+    torch.testing.assert_close(explorer.current_weights, sentences[1][2][1, 2])
+    assert explorer.redraws == 4
+    assert HeadExplorer(sentences).current_agreement is None  # no gold, no count
+    plt.close("all")
+
+
+def test_head_explorer_bad_input_names_what_is_wrong():
+    from course_utils.widgets import HeadExplorer
+
+    sentences, gold = _head_sentences()
+    with pytest.raises(ValueError, match="at least one"):
+        HeadExplorer([])
+    with pytest.raises(
+        ValueError, match=r"sentences\[0\]: weights must be \(layers, heads, 3, 4\)"
+    ):
+        HeadExplorer([(sentences[0][0], sentences[0][1], torch.rand(2, 3, 4, 3))])
+    with pytest.raises(ValueError, match=r"gold\[1\] must be \(5, 6\)"):
+        HeadExplorer(sentences, gold=[gold[0], gold[0]])
+    with pytest.raises(ValueError, match=r"layer must be an int in 0..1"):
+        HeadExplorer(sentences, layer=2)
+    with pytest.raises(ValueError, match=r"head must be an int in 0..2"):
+        HeadExplorer(sentences, head=-1)

@@ -290,3 +290,20 @@ def test_python_dash_m_runs_the_command_line():
     assert completed.returncode == 0, completed.stderr
     assert "usage: python -m course_utils.seq2seq" in completed.stdout
     assert "--steps" in completed.stdout
+
+
+def test_training_follows_the_learning_rate_schedule_it_is_given(data):
+    rates = []
+
+    def schedule(step):
+        rates.append(step)
+        return 0.0 if step > 1 else 1.0  # one real step, then no movement
+
+    model = seq2seq.build_model("bahdanau", data, embed_dim=8, hidden_dim=8, attention_dim=8)
+    before = [p.detach().clone() for p in model.parameters()]
+    seq2seq.train(model, data, steps=3, lr_schedule=schedule, foreach=True, progress=False)
+    after_one = [p.detach().clone() for p in model.parameters()]
+    assert rates[:3] == [1, 2, 3]  # steps count from 1, like the warm-up formula
+    assert any(not torch.equal(a, b) for a, b in zip(before, after_one, strict=True))
+    with pytest.raises(TypeError, match="lr_schedule must be a function of the step"):
+        seq2seq.train(model, data, steps=1, lr_schedule=0.5, progress=False)

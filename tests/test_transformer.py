@@ -15,6 +15,7 @@ from course_utils.transformer import (
     EncoderBlock,
     Seq2SeqTransformer,
     as_seq2seq,
+    cross_attention_agreement,
     warmup_schedule,
 )
 
@@ -300,3 +301,69 @@ def test_bad_tensors_raise_clear_errors():
         KVCache(1).append(1, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
     with pytest.raises(ValueError, match=r"x_new must have shape \(batch, new, embed_dim=16\)"):
         cached_self_attention(MultiHeadAttention(16, 4), torch.zeros(2, 1, 8), KVCache(1), 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 08's supports: block classes, cross-attention agreement
+
+
+def test_the_model_is_built_from_the_block_classes_it_is_given():
+    calls = []
+
+    class CountingEncoderBlock(EncoderBlock):
+        def forward(self, x, mask=None):
+            calls.append("encoder")
+            return super().forward(x, mask)
+
+    model = _small_model(encoder_block=CountingEncoderBlock)
+    assert all(isinstance(block, CountingEncoderBlock) for block in model.encoder_blocks)
+    source, mask = _source_batch()
+    model(source, torch.ones(3, 2, dtype=torch.long), mask)
+    assert calls == ["encoder", "encoder"]
+    with pytest.raises(TypeError, match="decoder_block must be DecoderBlock or a subclass"):
+        _small_model(decoder_block=EncoderBlock)
+    with pytest.raises(TypeError, match="encoder_block must be EncoderBlock"):
+        _small_model(encoder_block=lambda *args: None)
+
+
+class _DictionaryAttention(Seq2SeqTransformer):
+    """Cross weights that put everything on the dictionary's word (layer 0, head 1) or on word 0."""
+
+    def __init__(self, data):
+        super().__init__(len(data.source_vocab), len(data.target_vocab), d_model=8, num_heads=2)
+        self.data = data
+
+    def forward(self, source, target_in, source_mask):
+        batch, target_len = target_in.shape
+        weights = torch.zeros(batch, 2, 2, target_len, source.shape[1])
+        weights[..., 0] = 1.0  # every head of every layer looks at source word 0 ...
+        for row in range(batch):
+            words = [self.data.source_vocab.itos[index] for index in source[row].tolist() if index]
+            gold = self.data.dictionary_alignment(words)  # (French words, English words)
+            weights[row, 0, 1] = 0.0  # ... except head 1 of layer 0, which reads the dictionary
+            weights[row, 0, 1, : len(gold), : len(words)] = gold
+        return None, weights
+
+
+def test_cross_attention_agreement_counts_heads_that_look_at_the_dictionary_word():
+    data = make_data(num_pairs=300, held_out=40, seed=1)
+    agreement = cross_attention_agreement(_DictionaryAttention(data), data)
+    assert agreement.shape == (2, 2)
+    assert agreement[0, 1] == 1.0  # the argmax of a gold row is one of its gold words
+    # the heads that always read word 0 agree exactly where word 0 is the dictionary's word
+    expected = sum(
+        sum(0 in link for link in data.gold[tuple(source)][0]) for source, _ in data.held_out
+    ) / sum(len(target) for _, target in data.held_out)
+    for layer, head in ((0, 0), (1, 0), (1, 1)):
+        assert agreement[layer, head].item() == pytest.approx(expected)
+    assert 0 < expected < 0.5
+
+
+def test_an_untrained_models_heads_agree_about_as_often_as_chance():
+    data = make_data(num_pairs=300, held_out=60, seed=2)
+    model = Seq2SeqTransformer(
+        len(data.source_vocab), len(data.target_vocab), d_model=16, num_heads=2
+    )
+    agreement = cross_attention_agreement(model, data)
+    assert agreement.shape == (2, 2) and bool((agreement < 0.3).all())
+    assert model.training  # restored

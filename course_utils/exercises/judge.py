@@ -9,6 +9,7 @@ sentence naming what is wrong (shape, dtype, NaN, how many values differ) withou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -119,6 +120,19 @@ def equal(name: str = "the result") -> Judge:
         if type(actual) is not type(expected):
             return f"{name}: should be a {type(expected).__name__}, got {describe(actual)}"
         return None if actual == expected else f"{name}: {actual!r:.40} is not the right answer"
+
+    return judge
+
+
+def number(name: str = "the result", rtol: float = 1e-9) -> Judge:
+    """A judge for a real number (int or float) that must equal the expected one to ``rtol``."""
+
+    def judge(actual: Any, expected: Any) -> str | None:
+        if isinstance(actual, bool) or not isinstance(actual, int | float):
+            return f"{name}: should be a number (a Python float), got {describe(actual)}"
+        if math.isclose(actual, expected, rel_tol=rtol, abs_tol=0.0):
+            return None
+        return f"{name}: {actual:.6g} is not the right value"
 
     return judge
 

@@ -5,8 +5,9 @@ in ``watch.used``, each forbidden callable that code OUTSIDE torch and course_ut
 (the learner's function, or a helper of theirs). A course function the exercise allows may still use
 torch.softmax inside; only a direct call from the learner's own code counts.
 
-It works with ``sys.setprofile``: Python functions are recognised by their code object, built-in
-functions by identity, and tensor methods (``x.softmax(-1)``) by their class and name. It is used by
+It works with ``sys.setprofile``: Python functions are recognised by their code object (a module's
+``forward`` too, reached through ``nn.Module.__call__``), built-in functions by identity, and tensor
+methods (``x.softmax(-1)``) by their class and name. It is used by
 ``check()`` in the notebook and by the grader's child around each case; a determined cheater can
 switch a profiler off, which the grader's threat model (docs/grading.md) accepts: the point is to
 tell a learner that a shortcut does not count, before the grade does.
@@ -59,7 +60,8 @@ class ShortcutWatch:
                 self._methods[(target.__objclass__, target.__name__)] = dotted_name
             else:
                 self._builtins[id(target)] = dotted_name
-        self._library_dirs = tuple(_package_dir(name) for name in ("torch", "course_utils"))
+        self._torch_dir = _package_dir("torch")
+        self._library_dirs = (self._torch_dir, _package_dir("course_utils"))
         self._previous = None
 
     def _is_learner_frame(self, frame) -> bool:
@@ -71,9 +73,21 @@ class ShortcutWatch:
         if name is not None and name not in self.used and self._is_learner_frame(caller):
             self.used.append(name)
 
+    def _caller_outside_torch(self, frame):
+        """The frame that called ``frame``, looking through torch's own frames: ``block(x)`` reaches
+        ``forward`` through ``nn.Module.__call__``, and the call is the learner's all the same."""
+        caller = frame.f_back
+        while caller is not None and os.path.abspath(caller.f_code.co_filename).startswith(
+            self._torch_dir
+        ):
+            caller = caller.f_back
+        return caller
+
     def _profile(self, frame, event, arg) -> None:
         if event == "call":
-            self._record(self._codes.get(frame.f_code), frame.f_back)
+            name = self._codes.get(frame.f_code)
+            if name is not None:
+                self._record(name, self._caller_outside_torch(frame))
         elif event == "c_call":
             name = self._builtins.get(id(arg))
             owner = getattr(arg, "__self__", None)

@@ -166,6 +166,8 @@ def call(function: Callable, sent: tuple[list[dict], dict[str, dict]]) -> Outcom
         returned = function(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - a mistake may be "raises this error"
         return Raised(type(error).__name__, str(error))
+    if returned is NOT_APPLICABLE:  # a mistake with nothing to say about this case
+        return Returned(NOT_APPLICABLE)
     return Returned(codec.decode_output(codec.encode(returned)))
 
 

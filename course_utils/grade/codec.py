@@ -44,6 +44,10 @@ INPUT_MODULES = frozenset(
         "torch.nn.GRUCell",
         "torch.nn.Linear",
         "course_utils.alignment.AdditiveAttention",
+        "course_utils.multihead.MultiHeadAttention",
+        "course_utils.transformer.DecoderBlock",
+        "course_utils.transformer.EncoderBlock",
+        "course_utils.transformer.Seq2SeqTransformer",
     }
 )
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

@@ -1,0 +1,341 @@
+"""Exercises of notebook 09 (attention in today's language models): RoPE, ALiBi, GQA, sliding windows."""
+
+from __future__ import annotations
+
+import torch
+
+from course_utils.alibi import alibi_bias
+from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.exercises.judge import close
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.grouped_query import grouped_query_attention
+from course_utils.rotary import apply_rope
+from course_utils.sliding_window import sliding_window_mask
+
+NOTEBOOK = "09_modern_attention"
+
+
+def _randint(generator: torch.Generator, low: int, high: int) -> int:
+    """A random int in [low, high)."""
+    return int(torch.randint(low, high, (1,), generator=generator))
+
+
+# --------------------------------------------------------------------------------------------------
+# 9.1 rotary position embedding
+
+
+def _rope_cases(generator: torch.Generator) -> list[Case]:
+    def randn(*shape, dtype=torch.float64):
+        return torch.randn(*shape, generator=generator, dtype=dtype)
+
+    start = _randint(generator, 1, 40)
+    gaps = torch.randint(1, 6, (6,), generator=generator)
+    return [
+        Case("x (5, 4), positions 0 … 4", (randn(5, 4), torch.arange(5))),
+        Case(
+            "x (2, 3, 6, 8) queries of 3 heads, positions 0 … 5",
+            (randn(2, 3, 6, 8), torch.arange(6)),
+        ),
+        Case(
+            f"x (1, 2, 4, 16), positions {start} … {start + 3} (a later chunk)",
+            (randn(1, 2, 4, 16), torch.arange(start, start + 4)),
+        ),
+        Case("x (6, 6), increasing positions with gaps", (randn(6, 6), torch.cumsum(gaps, 0))),
+        Case("x (3, 2), d = 2 (one pair), positions 0 … 2", (randn(3, 2), torch.arange(3))),
+        Case(
+            "x (2, 7, 12) float32, positions 0 … 6",
+            (randn(2, 7, 12, dtype=torch.float32), torch.arange(7)),
+        ),
+    ]
+
+
+@mistake(
+    "it matches rotating the two halves (x[i], x[i + d/2]) together, the GPT-NeoX layout: this "
+    "course (and the RoFormer paper) rotates adjacent pairs (x[2i], x[2i+1])"
+)
+def _rotated_halves(x, positions):
+    d = x.shape[-1]
+    if d == 2:
+        return NOT_APPLICABLE  # one pair: both layouts agree
+    adjacent = torch.cat([x[..., : d // 2, None], x[..., d // 2 :, None]], dim=-1).flatten(-2)
+    rotated = apply_rope(adjacent, positions)
+    return torch.cat([rotated[..., 0::2], rotated[..., 1::2]], dim=-1)
+
+
+@mistake(
+    "it matches the frequencies base^(-i/d) for pair i: the exponent is -2i/d (pair i holds "
+    "features 2i and 2i+1), as in the sinusoidal encoding"
+)
+def _frequencies_without_two(x, positions):
+    if x.shape[-1] == 2:
+        return NOT_APPLICABLE  # pair 0 has frequency 1 either way
+    return apply_rope(x, positions, base=100.0)  # 10000^(-i/d) = (10000^(1/2))^(-2i/d)
+
+
+@mistake(
+    "it matches rotating by -pos·θ: z·e^{iφ} turns (a, b) into (a cos φ - b sin φ, a sin φ + b cos φ)"
+)
+def _rotated_backwards(x, positions):
+    return apply_rope(x, -positions)
+
+
+@mistake("it matches positions 0 … n-1: use the positions argument, a later chunk starts elsewhere")
+def _positions_ignored(x, positions):
+    n = x.shape[-2]
+    if torch.equal(positions, torch.arange(n)):
+        return NOT_APPLICABLE
+    return apply_rope(x, torch.arange(n))
+
+
+APPLY_ROPE = Exercise(
+    grade_id="ex9_1_apply_rope",
+    notebook=NOTEBOOK,
+    signature="apply_rope(x, positions)",
+    docstring="""
+        Rotate each adjacent pair (x[2i], x[2i+1]) of x by the angle positions[m] · θ_i.
+
+        x (..., n, d) with d even, positions (n,) integers, θ_i = 10000^(-2i/d) for i = 0 … d/2 - 1.
+        Returns a tensor of x's shape and dtype.
+    """,
+    hint=(
+        "read each adjacent pair as a complex number x[2i] + i·x[2i+1] and multiply it by "
+        "e^{i·pos·θ_i}: a rotation by an angle that grows with the position and shrinks with the pair index"
+    ),
+    code_hint=(
+        "theta = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d); "
+        "angles = positions[:, None] * theta; even, odd = x[..., 0::2], x[..., 1::2]; "
+        "out[..., 0::2] = even·cos − odd·sin, out[..., 1::2] = even·sin + odd·cos"
+    ),
+    reference=apply_rope,
+    cases=_rope_cases,
+    judge=close("rotated", atol=1e-4, rtol=1e-4),
+    mistakes=(_rotated_halves, _frequencies_without_two, _rotated_backwards, _positions_ignored),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 9.2 ALiBi biases
+
+
+def _alibi_cases(generator: torch.Generator) -> list[Case]:
+    n = _randint(generator, 3, 12)
+    return [
+        Case("8 heads, n_q = n_k = 5", (8, 5, 5)),
+        Case("4 heads, n_q = n_k = 6", (4, 6, 6)),
+        Case(f"2 heads, n_q = n_k = {n}", (2, n, n)),
+        Case("12 heads, n_q = 3, n_k = 7", (12, 3, 7)),
+        Case("1 head, n_q = 4, n_k = 4", (1, 4, 4)),
+        Case("6 heads, n_q = 5, n_k = 1", (6, 5, 1)),
+    ]
+
+
+@mistake(
+    "it matches slopes 2^(-8h/H) for h = 0 … H-1: the heads are numbered h = 1 … H, so no slope is 1"
+)
+def _slopes_from_zero(num_heads, n_q, n_k):
+    return alibi_bias(num_heads, n_q, n_k) * 2.0 ** (8 / num_heads)  # m_h of h - 1 = m_h · 2^(8/H)
+
+
+@mistake("it matches slopes 2^(-h): that is the H = 8 case of 2^(-8h/H), use the number of heads")
+def _slopes_for_eight_heads(num_heads, n_q, n_k):
+    if num_heads == 8:
+        return NOT_APPLICABLE
+    slopes = 2.0 ** -torch.arange(1, num_heads + 1, dtype=torch.float32)  # 2^(-h)
+    distance = torch.arange(n_q)[:, None] - torch.arange(n_k)[None, :]  # i - j
+    return -slopes[:, None, None] * distance
+
+
+@mistake("it matches +m_h · (i - j): the bias is a penalty, -m_h · (i - j), negative for past keys")
+def _bias_sign_flipped(num_heads, n_q, n_k):
+    return -alibi_bias(num_heads, n_q, n_k)
+
+
+@mistake(
+    "it matches -m_h · |i - j|: the formula is -m_h · (i - j), positive for future keys; "
+    "the causal mask removes those, not the bias"
+)
+def _absolute_distance(num_heads, n_q, n_k):
+    if n_k <= 1:
+        return NOT_APPLICABLE  # no future key
+    return -alibi_bias(num_heads, n_q, n_k).abs()
+
+
+ALIBI_BIAS = Exercise(
+    grade_id="ex9_2_alibi_bias",
+    notebook=NOTEBOOK,
+    signature="alibi_bias(num_heads, n_q, n_k)",
+    docstring="""
+        (H, n_q, n_k) float32 biases -m_h · (i - j), H = num_heads, m_h = 2^(-8h/H) for heads h = 1 … H.
+
+        Query i and key j are numbered from 0; future keys (j > i) get a positive bias.
+    """,
+    hint=(
+        "one slope per head, a geometric sequence starting below 1; multiply each head's slope by "
+        "the distance i - j between every query and every key, and negate"
+    ),
+    code_hint=(
+        "slopes = 2 ** (-8 * torch.arange(1, H + 1) / H); distance = torch.arange(n_q)[:, None] - "
+        "torch.arange(n_k)[None, :]; return -slopes[:, None, None] * distance"
+    ),
+    reference=alibi_bias,
+    forbidden=("course_utils.alibi.alibi_slopes",),
+    cases=_alibi_cases,
+    judge=close("bias", atol=1e-6, rtol=1e-5),
+    mistakes=(_slopes_from_zero, _slopes_for_eight_heads, _bias_sign_flipped, _absolute_distance),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 9.3 grouped-query attention
+
+
+def _gqa_cases(generator: torch.Generator) -> list[Case]:
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    def key_mask(batch, n, m):  # random bool mask (B, 1, n, m), key 0 always visible
+        mask = torch.rand(batch, 1, n, m, generator=generator) < 0.6
+        mask[..., 0] = True
+        return mask
+
+    settings = [  # name, B, H, G, n, m, d, mask
+        ("B=2, H=4 query heads, G=2 key/value heads, n=m=5, d=8", 2, 4, 2, 5, 5, 8, None),
+        ("B=1, H=6, G=3, n=3, m=7, d=4", 1, 6, 3, 3, 7, 4, None),
+        ("B=2, H=4, G=1 (multi-query), n=m=4, d=6", 2, 4, 1, 4, 4, 6, None),
+        ("B=1, H=3, G=3 (multi-head), n=m=5, d=4", 1, 3, 3, 5, 5, 4, None),
+        ("B=2, H=8, G=2, n=m=6, d=4, causal mask (n, m)", 2, 8, 2, 6, 6, 4, "causal"),
+        ("B=2, H=6, G=2, n=4, m=6, d=4, mask (B, 1, n, m)", 2, 6, 2, 4, 6, 4, "random"),
+    ]
+    cases = []
+    for name, batch, heads, groups, n, m, d, kind in settings:
+        mask = None
+        if kind == "causal":
+            mask = torch.ones(n, m, dtype=torch.bool).tril()
+        elif kind == "random":
+            mask = key_mask(batch, n, m)
+        q, k, v = randn(batch, heads, n, d), randn(batch, groups, m, d), randn(batch, groups, m, d)
+        cases.append(Case(name, (q, k, v, mask)))
+    return cases
+
+
+@mistake(
+    "it matches k.repeat(1, H/G, 1, 1), which cycles the groups (0, 1, 0, 1, …): query heads "
+    "h = 0 … H/G - 1 share key/value head 0, so repeat each head in place with repeat_interleave"
+)
+def _groups_cycled(q, k, v, mask=None):
+    groups, group_size = k.shape[1], q.shape[1] // k.shape[1]
+    if groups in (1, q.shape[1]):
+        return NOT_APPLICABLE  # one group, or one head per group: both orders agree
+    keys, values = k.repeat(1, group_size, 1, 1), v.repeat(1, group_size, 1, 1)
+    output, _ = scaled_dot_product_attention(q, keys, values, mask)
+    return output
+
+
+@mistake("it matches every query head using key/value head 0: query head h uses head h // (H/G)")
+def _first_group_only(q, k, v, mask=None):
+    if k.shape[1] == 1:
+        return NOT_APPLICABLE
+    return grouped_query_attention(q, k[:, :1], v[:, :1], mask)
+
+
+@mistake("it matches ignoring the mask: pass it on to the attention (True = may attend)")
+def _mask_ignored(q, k, v, mask=None):
+    if mask is None:
+        return NOT_APPLICABLE
+    return grouped_query_attention(q, k, v)
+
+
+GROUPED_QUERY_ATTENTION = Exercise(
+    grade_id="ex9_3_grouped_query_attention",
+    notebook=NOTEBOOK,
+    signature="grouped_query_attention(q, k, v, mask=None)",
+    docstring="""
+        H query heads sharing G key/value heads: query head h attends with key/value head h // (H/G).
+
+        q (B, H, n, d); k and v (B, G, m, d), G dividing H; mask None or bool (True = may attend),
+        broadcastable to (B, H, n, m). Returns the output (B, H, n, d).
+    """,
+    hint=(
+        "give each query head the key/value head of its group: consecutive query heads share one, "
+        "so expand G heads to H by repeating each in place, then attend as multi-head attention does"
+    ),
+    code_hint=(
+        "group_size = H // G; keys = k.repeat_interleave(group_size, dim=1), same for v; "
+        "output, _ = reference.scaled_dot_product_attention(q, keys, values, mask)"
+    ),
+    reference=grouped_query_attention,
+    forbidden=("torch.nn.functional.scaled_dot_product_attention",),
+    cases=_gqa_cases,
+    judge=close("output", atol=1e-6),
+    mistakes=(_groups_cycled, _first_group_only, _mask_ignored),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 9.4 sliding-window mask
+
+
+def _window_cases(generator: torch.Generator) -> list[Case]:
+    n = _randint(generator, 6, 20)
+    return [
+        Case("n=6, window=3", (6, 3)),
+        Case("n=8, window=2", (8, 2)),
+        Case(f"n={n}, window=4", (n, 4)),
+        Case("n=5, window=1 (itself only)", (5, 1)),
+        Case("n=4, window=4", (4, 4)),
+        Case("n=3, window=10 (longer than the sequence)", (3, 10)),
+    ]
+
+
+@mistake(
+    "it matches i - window <= j <= i, window + 1 keys: a window of w keys is the query itself "
+    "and the w - 1 before it, i - window < j"
+)
+def _one_key_too_many(n, window):
+    return sliding_window_mask(n, window + 1)
+
+
+@mistake(
+    "it matches i - window < j < i, without the query itself: j <= i, each position sees itself"
+)
+def _without_itself(n, window):
+    if window == 1:
+        return NOT_APPLICABLE
+    return sliding_window_mask(n, window) & ~torch.eye(n, dtype=torch.bool)
+
+
+@mistake(
+    "it matches a symmetric band |i - j| < window: keys after the query are the future, keep j <= i"
+)
+def _symmetric_band(n, window):
+    return sliding_window_mask(n, window) | sliding_window_mask(n, window).T
+
+
+@mistake("it matches the causal mask: also hide the keys at i - window and earlier")
+def _window_ignored(n, window):
+    if window >= n:
+        return NOT_APPLICABLE
+    return sliding_window_mask(n, n)
+
+
+SLIDING_WINDOW_MASK = Exercise(
+    grade_id="ex9_4_sliding_window_mask",
+    notebook=NOTEBOOK,
+    signature="sliding_window_mask(n, window)",
+    docstring="""
+        (n, n) bool: query i may attend key j iff i - window < j <= i.
+
+        Each query sees itself and the window - 1 positions before it; window >= n gives the causal mask.
+    """,
+    hint=(
+        "start from the causal rule (no key after the query) and add a second condition that "
+        "removes keys more than window - 1 positions back"
+    ),
+    code_hint=(
+        "i = torch.arange(n)[:, None]; j = torch.arange(n)[None, :]; return (j <= i) & (j > i - window)"
+    ),
+    reference=sliding_window_mask,
+    forbidden=("course_utils.sliding_window.band_mask",),
+    cases=_window_cases,
+    judge=close("mask"),
+    mistakes=(_one_key_too_many, _without_itself, _symmetric_band, _window_ignored),
+)
+
+EXERCISES = (APPLY_ROPE, ALIBI_BIAS, GROUPED_QUERY_ATTENTION, SLIDING_WINDOW_MASK)

@@ -1,0 +1,671 @@
+"""Exercises of notebook 08 (the Transformer): the two blocks, the warm-up, the cached step, greedy decoding.
+
+The blocks and the model reach the learner's function as real modules (``codec.ModuleInput``): the
+learner writes the forward pass that wires their sub-layers, so the cases give every LayerNorm random
+gains and biases — with the default ones (1 and 0) two norms could not be told apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from course_utils.exercises.judge import close, number
+from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.grade.codec import ModuleInput
+from course_utils.kv_cache import KVCache, cached_self_attention
+from course_utils.masks import causal_mask, padding_mask
+from course_utils.multihead import MultiHeadAttention, split_heads
+from course_utils.transformer import DecoderBlock, EncoderBlock, Seq2SeqTransformer, warmup_schedule
+
+NOTEBOOK = "08_transformer"
+
+
+def _random_module(module_class, arguments: tuple, generator: torch.Generator) -> ModuleInput:
+    """``module_class(*arguments)`` with seeded weights and random LayerNorm gains and biases."""
+    module_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is untouched
+        torch.manual_seed(module_seed)
+        module = module_class(*arguments)
+    with torch.no_grad():
+        for submodule in module.modules():
+            if isinstance(submodule, torch.nn.LayerNorm):
+                shape = submodule.weight.shape
+                submodule.weight.copy_(1 + 0.5 * torch.randn(shape, generator=generator))
+                submodule.bias.copy_(0.5 * torch.randn(shape, generator=generator))
+    constructor = f"{module_class.__module__}.{module_class.__name__}"
+    return ModuleInput(constructor, arguments, module.state_dict())
+
+
+def _key_padding(lengths, length: int) -> torch.Tensor:
+    """(B, 1, 1, m): True for the real keys, broadcast over heads and queries."""
+    return padding_mask(torch.as_tensor(lengths), length)[:, None, None, :]
+
+
+def _random_lengths(batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    lengths = torch.randint(1, length + 1, (batch,), generator=generator)
+    lengths[0] = length - 1  # at least one padded key in every such case
+    return lengths
+
+
+# --------------------------------------------------------------------------------------------------
+# 8.1 the pre-LN encoder block
+
+
+def encoder_block_reference(x, mask, block):
+    """x ← x + MHA(LN₁(x)); x ← x + FFN(LN₂(x)): ``EncoderBlock.forward``."""
+    return EncoderBlock.forward(block, x, mask)
+
+
+def _encoder_cases(generator: torch.Generator) -> list[Case]:
+    def case(name, batch, length, d_model, num_heads, ffn_dim, mask_kind):
+        block = _random_module(EncoderBlock, (d_model, num_heads, ffn_dim), generator)
+        x = torch.randn(batch, length, d_model, generator=generator)
+        if mask_kind == "padding":
+            mask = _key_padding(_random_lengths(batch, length, generator), length)
+        elif mask_kind == "causal":
+            mask = causal_mask(length)
+        else:
+            mask = None
+        return Case(name, (x, mask, block))
+
+    return [
+        case("B=2, n=5, d=8, 2 heads, FFN 16, no mask", 2, 5, 8, 2, 16, None),
+        case(
+            "B=3, n=6, d=8, 2 heads, FFN 16, key padding mask (B, 1, 1, n)",
+            3,
+            6,
+            8,
+            2,
+            16,
+            "padding",
+        ),
+        case("B=2, n=4, d=12, 3 heads, FFN 20, (n, n) causal mask", 2, 4, 12, 3, 20, "causal"),
+        case("B=1, n=7, d=12, 4 heads, FFN 24, key padding mask", 1, 7, 12, 4, 24, "padding"),
+        case("B=2, n=1, d=6, 1 head, FFN 12, one position", 2, 1, 6, 1, 12, None),
+    ]
+
+
+@mistake(
+    "it matches the post-LN block of the 2017 paper, x ← LN(x + MHA(x)): here each sub-layer reads "
+    "LN(x) and adds its output to the un-normalised x"
+)
+def _post_norm(x, mask, block):
+    attended, weights = block.self_attention(x, x, x, mask)
+    x = block.attention_norm(x + attended)
+    return block.feed_forward_norm(x + block.feed_forward(x)), weights
+
+
+@mistake(
+    "it matches adding the attention's output to LN(x) instead of x: the residual stream carries x "
+    "itself, x ← x + MHA(LN(x))"
+)
+def _residual_from_normed(x, mask, block):
+    normed = block.attention_norm(x)
+    attended, weights = block.self_attention(normed, normed, normed, mask)
+    x = normed + attended
+    return x + block.feed_forward(block.feed_forward_norm(x)), weights
+
+
+@mistake("it matches no residual around the attention: x ← x + MHA(LN(x)), keep the x + …")
+def _no_attention_residual(x, mask, block):
+    normed = block.attention_norm(x)
+    x, weights = block.self_attention(normed, normed, normed, mask)
+    return x + block.feed_forward(block.feed_forward_norm(x)), weights
+
+
+@mistake(
+    "it matches the feed-forward reading x without its LayerNorm: x ← x + FFN(LN₂(x)) with "
+    "block.feed_forward_norm"
+)
+def _feed_forward_unnormed(x, mask, block):
+    normed = block.attention_norm(x)
+    attended, weights = block.self_attention(normed, normed, normed, mask)
+    x = x + attended
+    return x + block.feed_forward(x), weights
+
+
+@mistake(
+    "it matches one LayerNorm used for both sub-layers: the feed-forward has its own, "
+    "block.feed_forward_norm"
+)
+def _one_norm_for_both(x, mask, block):
+    normed = block.attention_norm(x)
+    attended, weights = block.self_attention(normed, normed, normed, mask)
+    x = x + attended
+    return x + block.feed_forward(block.attention_norm(x)), weights
+
+
+@mistake(
+    "it matches the attention and the feed-forward both reading the block's input (the parallel "
+    "block): the feed-forward reads x after the attention has been added"
+)
+def _parallel_sublayers(x, mask, block):
+    normed = block.attention_norm(x)
+    attended, weights = block.self_attention(normed, normed, normed, mask)
+    return x + attended + block.feed_forward(block.feed_forward_norm(x)), weights
+
+
+@mistake("it matches ignoring the mask: pass it to block.self_attention")
+def _encoder_mask_ignored(x, mask, block):
+    if mask is None:
+        return NOT_APPLICABLE
+    return EncoderBlock.forward(block, x, None)
+
+
+ENCODER_BLOCK = Exercise(
+    grade_id="ex8_1_encoder_block",
+    notebook=NOTEBOOK,
+    signature="encoder_block(x, mask, block)",
+    docstring="""
+        One pre-LN encoder block. Returns (x, weights).
+
+        x (B, n, d); mask None or bool, True = may attend, broadcastable to (B, H, n, n).
+        block has block.attention_norm, block.self_attention (multi-head attention,
+        called as block.self_attention(query, key, value, mask) -> (output, weights)),
+        block.feed_forward_norm and block.feed_forward. Returns x (B, n, d) and the
+        attention weights (B, H, n, n).
+    """,
+    hint=(
+        "two residual sub-layers: each reads a LayerNorm of the stream and adds its output back to "
+        "the stream itself; attention first, then the feed-forward"
+    ),
+    code_hint=(
+        "normed = block.attention_norm(x); attended, weights = block.self_attention(normed, normed, "
+        "normed, mask); x = x + attended; x = x + block.feed_forward(block.feed_forward_norm(x))"
+    ),
+    reference=encoder_block_reference,
+    forbidden=("course_utils.transformer.EncoderBlock.forward",),
+    cases=_encoder_cases,
+    judge=close("x", "weights", atol=1e-5, rtol=1e-5),
+    mistakes=(
+        _post_norm,
+        _residual_from_normed,
+        _no_attention_residual,
+        _feed_forward_unnormed,
+        _one_norm_for_both,
+        _parallel_sublayers,
+        _encoder_mask_ignored,
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 8.2 the decoder block
+
+
+def decoder_block_reference(y, memory, self_mask, memory_mask, block):
+    """y ← y + MHA(LN(y); causal); y ← y + MHA(LN(y), M, M); y ← y + FFN(LN(y))."""
+    return DecoderBlock.forward(block, y, memory, self_mask, memory_mask)
+
+
+def _decoder_cases(generator: torch.Generator) -> list[Case]:
+    def case(name, batch, target, source, d_model, num_heads, ffn_dim, padded=True, causal=True):
+        block = _random_module(DecoderBlock, (d_model, num_heads, ffn_dim), generator)
+        y = torch.randn(batch, target, d_model, generator=generator)
+        memory = torch.randn(batch, source, d_model, generator=generator)
+        self_mask = causal_mask(target) if causal else None
+        memory_mask = (
+            _key_padding(_random_lengths(batch, source, generator), source) if padded else None
+        )
+        return Case(name, (y, memory, self_mask, memory_mask, block))
+
+    return [
+        case("B=2, T=4, S=5, d=8, 2 heads, causal mask, source padding", 2, 4, 5, 8, 2, 16),
+        case("B=3, T=5, S=3, d=12, 3 heads, causal mask, source padding", 3, 5, 3, 12, 3, 20),
+        case(
+            "B=2, T=3, S=6, d=8, 4 heads, causal mask, no source padding", 2, 3, 6, 8, 4, 16, False
+        ),
+        case("B=1, T=S=5, d=6, 2 heads, causal mask, source padding", 1, 5, 5, 6, 2, 12),
+        case("B=2, T=1, S=5, d=8, 1 head, one target position", 2, 1, 5, 8, 1, 16),
+    ]
+
+
+def _decoder_variant(y, memory, self_mask, memory_mask, block, *, cross_keys=None, order="sca"):
+    """A mis-wired decoder block: ``cross_keys(normed y, memory)`` gives the cross-attention's keys and
+    values; ``order`` is the order of self-attention (s), cross-attention (c) and the FFN (a)."""
+    cross_weights = None
+    for sublayer in order:
+        if sublayer == "s":
+            normed = block.attention_norm(y)
+            attended, _ = block.self_attention(normed, normed, normed, self_mask)
+        elif sublayer == "c":
+            normed = block.cross_attention_norm(y)
+            keys = memory if cross_keys is None else cross_keys(normed, memory)
+            attended, cross_weights = block.cross_attention(normed, keys, keys, memory_mask)
+        else:
+            attended = block.feed_forward(block.feed_forward_norm(y))
+        y = y + attended
+    return y, cross_weights
+
+
+@mistake(
+    "it matches the cross-attention attending over the target again: its keys and values are the "
+    "encoder's output, block.cross_attention(LN(y), memory, memory, memory_mask)"
+)
+def _cross_over_target(y, memory, self_mask, memory_mask, block):
+    if memory_mask is not None:
+        return NOT_APPLICABLE  # the (B, 1, 1, S) mask does not fit T keys
+    return _decoder_variant(
+        y, memory, self_mask, self_mask, block, cross_keys=lambda normed, memory: normed
+    )
+
+
+@mistake(
+    "it matches normalising the memory with block.cross_attention_norm: that norm is for the "
+    "queries; the encoder's output is already normalised, use memory as it comes"
+)
+def _memory_normed(y, memory, self_mask, memory_mask, block):
+    return _decoder_variant(
+        y,
+        memory,
+        self_mask,
+        memory_mask,
+        block,
+        cross_keys=lambda normed, memory: block.cross_attention_norm(memory),
+    )
+
+
+@mistake(
+    "it matches the cross-attention before the self-attention: causal self-attention comes first"
+)
+def _cross_first(y, memory, self_mask, memory_mask, block):
+    return _decoder_variant(y, memory, self_mask, memory_mask, block, order="csa")
+
+
+@mistake(
+    "it matches self-attention without the causal mask: pass self_mask to block.self_attention, "
+    "or each position sees the words after it"
+)
+def _no_causal_mask(y, memory, self_mask, memory_mask, block):
+    if self_mask is None or y.shape[1] == 1:
+        return NOT_APPLICABLE
+    return DecoderBlock.forward(block, y, memory, None, memory_mask)
+
+
+@mistake("it matches the cross-attention ignoring memory_mask: padded source words get weight")
+def _memory_mask_ignored(y, memory, self_mask, memory_mask, block):
+    if memory_mask is None:
+        return NOT_APPLICABLE
+    return DecoderBlock.forward(block, y, memory, self_mask, None)
+
+
+@mistake(
+    "it matches returning the self-attention's weights: return the cross-attention's, "
+    "(B, H, T, S), the ones that align target words with source words"
+)
+def _self_weights_returned(y, memory, self_mask, memory_mask, block):
+    if y.shape[1] != memory.shape[1]:
+        return NOT_APPLICABLE  # shapes differ: no value to match
+    normed = block.attention_norm(y)
+    _, self_weights = block.self_attention(normed, normed, normed, self_mask)
+    output, _ = DecoderBlock.forward(block, y, memory, self_mask, memory_mask)
+    return output, self_weights
+
+
+DECODER_BLOCK = Exercise(
+    grade_id="ex8_2_decoder_block",
+    notebook=NOTEBOOK,
+    signature="decoder_block(y, memory, self_mask, memory_mask, block)",
+    docstring="""
+        One pre-LN decoder block. Returns (y, cross_weights).
+
+        y (B, T, d), the target so far; memory (B, S, d), the encoder's output.
+        self_mask: bool, True = may attend, broadcastable to (B, H, T, T) (causal), or None;
+        memory_mask: bool, broadcastable to (B, H, T, S) (source padding), or None.
+        block has attention_norm, self_attention, cross_attention_norm, cross_attention,
+        feed_forward_norm, feed_forward; each attention is called as
+        attention(query, key, value, mask) -> (output, weights).
+        Returns y (B, T, d) and the cross-attention weights (B, H, T, S).
+    """,
+    hint=(
+        "three residual sub-layers, each reading a LayerNorm of the stream: masked self-attention "
+        "over the target, then attention from the target to the source, then the feed-forward"
+    ),
+    code_hint=(
+        "normed = block.cross_attention_norm(y); attended, cross_weights = "
+        "block.cross_attention(normed, memory, memory, memory_mask); y = y + attended — between "
+        "the self-attention (with self_mask) and the feed-forward"
+    ),
+    reference=decoder_block_reference,
+    forbidden=(
+        "course_utils.transformer.DecoderBlock.forward",
+        "course_utils.transformer.DecoderBlock._cross_and_feed_forward",
+    ),
+    cases=_decoder_cases,
+    judge=close("y", "cross_weights", atol=1e-5, rtol=1e-5),
+    mistakes=(
+        _cross_over_target,
+        _memory_normed,
+        _cross_first,
+        _no_causal_mask,
+        _memory_mask_ignored,
+        _self_weights_returned,
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 8.3 the warm-up schedule
+
+
+def _warmup_cases(generator: torch.Generator) -> list[Case]:
+    warmup = int(torch.randint(50, 4001, (1,), generator=generator))
+    before = int(torch.randint(2, warmup, (1,), generator=generator))
+    after = int(torch.randint(warmup + 1, 20 * warmup, (1,), generator=generator))
+    d_model = int(2 ** torch.randint(4, 10, (1,), generator=generator))
+    return [
+        Case("step 1, d_model 512, warm-up 4000 (the paper's)", (1, 512, 4000)),
+        Case(f"step {before} < warm-up {warmup}, d_model {d_model}", (before, d_model, warmup)),
+        Case(f"step = warm-up = {warmup}, d_model 64", (warmup, 64, warmup)),
+        Case(f"step {after} > warm-up {warmup}, d_model {d_model}", (after, d_model, warmup)),
+        Case("step 100000, d_model 256, warm-up 100", (100_000, 256, 100)),
+        Case("step 1, d_model 64, warm-up 1", (1, 64, 1)),
+    ]
+
+
+@mistake("it matches max(…) instead of min(…): the rate is the smaller of the two curves")
+def _max_of_curves(step, d_model, warmup_steps):
+    return d_model**-0.5 * max(step**-0.5, step * warmup_steps**-1.5)
+
+
+@mistake(
+    "it matches step · warmup_steps^-0.5 for the warm-up: the exponent is -1.5, so both curves "
+    "meet at step = warmup_steps"
+)
+def _warmup_exponent(step, d_model, warmup_steps):
+    if step >= warmup_steps:
+        return NOT_APPLICABLE  # min() picks the other curve: nothing to see here
+    return d_model**-0.5 * min(step**-0.5, step * warmup_steps**-0.5)
+
+
+@mistake("it matches leaving out the factor d_model^-0.5")
+def _no_model_factor(step, d_model, warmup_steps):
+    return min(step**-0.5, step * warmup_steps**-1.5)
+
+
+@mistake("it matches d_model^-1: the factor is d_model^-0.5, one over √d_model")
+def _model_factor_squared(step, d_model, warmup_steps):
+    return d_model**-1 * min(step**-0.5, step * warmup_steps**-1.5)
+
+
+@mistake("it matches counting steps from 0: the first step is 1, use step as it comes")
+def _zero_based(step, d_model, warmup_steps):
+    if step == 1:
+        return NOT_APPLICABLE  # 0^-0.5 divides by zero; step 1's answer is not its business
+    return warmup_schedule(step - 1, d_model, warmup_steps)
+
+
+WARMUP_SCHEDULE = Exercise(
+    grade_id="ex8_3_warmup_schedule",
+    notebook=NOTEBOOK,
+    signature="warmup_schedule(step, d_model, warmup_steps)",
+    docstring="""
+        The learning rate of "Attention Is All You Need" at step = 1, 2, … (a float).
+
+        lr = d_model^-0.5 · min(step^-0.5, step · warmup_steps^-1.5)
+    """,
+    hint=(
+        "two curves, one growing linearly and one decaying as one over the square root of the "
+        "step; take the smaller, scaled by one over the square root of the model width"
+    ),
+    code_hint="return d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)",
+    reference=warmup_schedule,
+    cases=_warmup_cases,
+    judge=number("lr", rtol=1e-9),
+    mistakes=(
+        _max_of_curves,
+        _warmup_exponent,
+        _no_model_factor,
+        _model_factor_squared,
+        _zero_based,
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 8.4 one attention step against a key/value cache
+
+
+def cached_attention_step_reference(x_new, past_keys, past_values, attention):
+    """``course_utils.kv_cache.cached_self_attention`` on a cache holding the past keys and values."""
+    cache = KVCache(1)
+    cache.append(0, past_keys, past_values)
+    output, _ = cached_self_attention(attention, x_new, cache, 0)
+    return output, cache.keys[0], cache.values[0]
+
+
+def _cached_step_cases(generator: torch.Generator) -> list[Case]:
+    def case(name, batch, past, embed_dim, num_heads):
+        attention = _random_module(MultiHeadAttention, (embed_dim, num_heads), generator)
+        head_dim = embed_dim // num_heads
+        x_new = torch.randn(batch, 1, embed_dim, generator=generator)
+        past_keys = torch.randn(batch, num_heads, past, head_dim, generator=generator)
+        past_values = torch.randn(batch, num_heads, past, head_dim, generator=generator)
+        return Case(name, (x_new, past_keys, past_values, attention))
+
+    return [
+        case("B=2, E=8, 2 heads, 3 cached positions", 2, 3, 8, 2),
+        case("B=1, E=12, 3 heads, 5 cached positions", 1, 5, 12, 3),
+        case("B=3, E=8, 4 heads, 1 cached position", 3, 1, 8, 4),
+        case("B=2, E=6, 1 head, 4 cached positions", 2, 4, 6, 1),
+        case("B=2, E=8, 2 heads, an empty cache (the first step)", 2, 0, 8, 2),
+    ]
+
+
+def _step_attending(x_new, keys, values, attention, scale=None):
+    """softmax(q Kᵀ · scale) V per head, projected out; ``scale`` defaults to 1/√d_h."""
+    heads = attention.num_heads
+    query = split_heads(attention.query_projection(x_new), heads)
+    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    weights = torch.softmax(query @ keys.transpose(-2, -1) * scale, dim=-1)
+    merged = (weights @ values).transpose(1, 2).reshape(x_new.shape)
+    return attention.output_projection(merged)
+
+
+def _with_new_position(x_new, past_keys, past_values, attention, in_front=False):
+    """The cache with the new key and value appended (or, mistakenly, put in front)."""
+    heads = attention.num_heads
+    key = split_heads(attention.key_projection(x_new), heads)  # k_t
+    value = split_heads(attention.value_projection(x_new), heads)  # v_t
+    if in_front:
+        return torch.cat([key, past_keys], dim=-2), torch.cat([value, past_values], dim=-2)
+    return torch.cat([past_keys, key], dim=-2), torch.cat([past_values, value], dim=-2)
+
+
+@mistake(
+    "it matches attending over the cached positions only: append the new key and value first, "
+    "the newest token attends to itself too"
+)
+def _past_only(x_new, past_keys, past_values, attention):
+    if past_keys.shape[-2] == 0:
+        return NOT_APPLICABLE
+    keys, values = _with_new_position(x_new, past_keys, past_values, attention)
+    return _step_attending(x_new, past_keys, past_values, attention), keys, values
+
+
+@mistake(
+    "it matches putting the new key and value in front of the cache: append them at the end, "
+    "position t comes after positions 1 … t-1"
+)
+def _prepended(x_new, past_keys, past_values, attention):
+    if past_keys.shape[-2] == 0:
+        return NOT_APPLICABLE
+    keys, values = _with_new_position(x_new, past_keys, past_values, attention, in_front=True)
+    return _step_attending(x_new, keys, values, attention), keys, values
+
+
+@mistake("it matches no 1/√d_h scaling of the scores")
+def _step_unscaled(x_new, past_keys, past_values, attention):
+    keys, values = _with_new_position(x_new, past_keys, past_values, attention)
+    return _step_attending(x_new, keys, values, attention, scale=1.0), keys, values
+
+
+@mistake("it matches leaving out the output projection: finish with attention.output_projection")
+def _step_without_output_projection(x_new, past_keys, past_values, attention):
+    output, keys, values = cached_attention_step_reference(x_new, past_keys, past_values, attention)
+    heads = attention.num_heads
+    query = split_heads(attention.query_projection(x_new), heads)
+    weights = torch.softmax(query @ keys.transpose(-2, -1) / math.sqrt(query.shape[-1]), dim=-1)
+    return (weights @ values).transpose(1, 2).reshape(x_new.shape), keys, values
+
+
+CACHED_ATTENTION_STEP = Exercise(
+    grade_id="ex8_4_cached_attention_step",
+    notebook=NOTEBOOK,
+    signature="cached_attention_step(x_new, past_keys, past_values, attention)",
+    docstring="""
+        Causal self-attention for the newest position only, against a key/value cache.
+
+        x_new (B, 1, E): the layer's input at the new position t.
+        past_keys, past_values (B, H, t-1, d_h): the cached keys and values of positions
+        1 … t-1 (t-1 may be 0). attention has query_projection, key_projection,
+        value_projection, output_projection and num_heads.
+        Returns (output (B, 1, E), keys (B, H, t, d_h), values (B, H, t, d_h)): the
+        cache with the new position's key and value appended.
+    """,
+    hint=(
+        "project the new position into a query, a key and a value; the key and value join the end "
+        "of the cache; the query attends over every cached position, no mask needed"
+    ),
+    code_hint=(
+        "keys = torch.cat([past_keys, split_heads(attention.key_projection(x_new), H)], dim=-2) "
+        "(same for values); scaled_dot_product_attention(q, keys, values) per head; merge_heads; "
+        "attention.output_projection"
+    ),
+    reference=cached_attention_step_reference,
+    forbidden=(
+        "course_utils.kv_cache.cached_self_attention",
+        "course_utils.multihead.MultiHeadAttention.forward",
+    ),
+    cases=_cached_step_cases,
+    judge=close("output", "keys", "values", atol=1e-5, rtol=1e-5),
+    mistakes=(
+        _past_only,
+        _prepended,
+        _step_unscaled,
+        _step_without_output_projection,
+    ),
+)
+
+# --------------------------------------------------------------------------------------------------
+# 8.5 the greedy decoding loop
+
+
+def greedy_decode_reference(model, source, max_len, bos_index=1):
+    """``Seq2SeqTransformer.greedy_decode`` with its cache: the tokens only."""
+    tokens, _ = Seq2SeqTransformer.greedy_decode(model, source, max_len, bos_index=bos_index)
+    return tokens
+
+
+def _greedy_cases(generator: torch.Generator) -> list[Case]:
+    def case(name, batch, source_len, max_len, d_model, num_heads, layers, padded=True):
+        source_vocab, target_vocab = 9, 11
+        arguments = (source_vocab, target_vocab, d_model, num_heads, layers, layers, 2 * d_model)
+        model = _random_module(Seq2SeqTransformer, arguments, generator)
+        source = torch.randint(2, source_vocab, (batch, source_len), generator=generator)
+        if padded:  # the first sentence is one word shorter: index 0 is <pad>
+            lengths = _random_lengths(batch, source_len, generator)
+            source = source.masked_fill(~padding_mask(lengths, source_len), 0)
+        return Case(name, (model, source, max_len))
+
+    return [
+        case("B=2, S=5 with padding, 6 tokens, d=8, 2 heads, 1+1 layers", 2, 5, 6, 8, 2, 1),
+        case("B=3, S=4 with padding, 8 tokens, d=12, 3 heads, 2+2 layers", 3, 4, 8, 12, 3, 2),
+        case("B=1, S=6, no padding, 5 tokens, d=8, 4 heads, 2+2 layers", 1, 6, 5, 8, 4, 2, False),
+        case("B=4, S=3 with padding, 7 tokens, d=8, 2 heads, 1+1 layers", 4, 3, 7, 8, 2, 1),
+        case("B=2, S=5 with padding, 1 token, d=8, 2 heads, 1+1 layers", 2, 5, 1, 8, 2, 1),
+    ]
+
+
+def _decode_loop(model, source, max_len, bos_index=1, *, next_input=None, fresh_cache=False):
+    """A greedy loop with one thing changed: what is fed next, or a new cache every step."""
+    source_mask = source != model.pad_index
+    memory = model.encode(source, source_mask)
+    token = torch.full((len(source),), bos_index, dtype=torch.long)
+    cache, tokens = KVCache(len(model.decoder_blocks)), []
+    for _ in range(max_len):
+        cache = KVCache(len(model.decoder_blocks)) if fresh_cache else cache
+        logits, _ = model.decode_step(token, memory, source_mask, cache)
+        chosen = logits.argmax(-1)
+        tokens.append(chosen)
+        token = chosen if next_input is None else next_input(token, chosen)
+    return torch.stack(tokens, dim=1)
+
+
+@mistake(
+    "it matches feeding <bos> at every step: feed back the token just chosen, y_t = argmax of "
+    "the step's logits"
+)
+def _always_bos(model, source, max_len, bos_index=1):
+    if max_len == 1:
+        return NOT_APPLICABLE
+    return _decode_loop(
+        model, source, max_len, bos_index, next_input=lambda previous, chosen: previous
+    )
+
+
+@mistake(
+    "it matches a new, empty cache at every step: make one KVCache before the loop and keep it, "
+    "so each step sees the earlier positions"
+)
+def _fresh_cache(model, source, max_len, bos_index=1):
+    if max_len == 1:
+        return NOT_APPLICABLE
+    return _decode_loop(model, source, max_len, bos_index, fresh_cache=True)
+
+
+@mistake(
+    "it matches returning <bos> as the first token: return the max_len chosen tokens, without the "
+    "start token"
+)
+def _bos_included(model, source, max_len, bos_index=1):
+    tokens = greedy_decode_reference(model, source, max_len, bos_index)
+    start = torch.full((len(source), 1), bos_index, dtype=tokens.dtype)
+    return torch.cat([start, tokens], dim=1)[:, :max_len]
+
+
+@mistake(
+    "it matches decoding without the source mask: pass source != model.pad_index as the mask, "
+    "or the <pad> positions are attended to"
+)
+def _no_source_mask(model, source, max_len, bos_index=1):
+    if bool((source != model.pad_index).all()):
+        return NOT_APPLICABLE
+    everything = torch.ones_like(source, dtype=torch.bool)
+    return Seq2SeqTransformer.greedy_decode(
+        model, source, max_len, bos_index=bos_index, source_mask=everything
+    )[0]
+
+
+GREEDY_DECODE = Exercise(
+    grade_id="ex8_5_greedy_decode",
+    notebook=NOTEBOOK,
+    signature="greedy_decode(model, source, max_len, bos_index=1)",
+    docstring="""
+        Translate greedily, one token at a time, with a key/value cache. Returns tokens (B, max_len).
+
+        source (B, S) int64, <pad> = model.pad_index. Encode once with
+        model.encode(source, source_mask); then, from <bos>, call
+        model.decode_step(token (B,), memory, source_mask, cache) -> (logits (B, V), cross_weights)
+        max_len times with one KVCache(len(model.decoder_blocks)), feeding back the most likely
+        token each time. Return the max_len chosen tokens (not <bos>).
+    """,
+    hint=(
+        "encode the source once; start every sentence from <bos>; at each step the decoder sees only "
+        "the newest token (the cache remembers the rest) and its most likely next word is fed back"
+    ),
+    code_hint=(
+        "source_mask = source != model.pad_index; cache = KVCache(len(model.decoder_blocks)); "
+        "token = torch.full((B,), bos_index); loop: logits, _ = model.decode_step(token, memory, "
+        "source_mask, cache); token = logits.argmax(-1); collect; torch.stack(tokens, dim=1)"
+    ),
+    reference=greedy_decode_reference,
+    forbidden=(
+        "course_utils.transformer.Seq2SeqTransformer.greedy_decode",
+        "course_utils.transformer.Seq2SeqTransformer.decode",
+    ),
+    cases=_greedy_cases,
+    judge=close("tokens", atol=0, rtol=0, dtype="int64"),
+    mistakes=(_always_bos, _fresh_cache, _bos_included, _no_source_mask),
+)
+
+EXERCISES = (ENCODER_BLOCK, DECODER_BLOCK, WARMUP_SCHEDULE, CACHED_ATTENTION_STEP, GREEDY_DECODE)

@@ -1,0 +1,41 @@
+"""Weights that ship with the course, so that a notebook can compare with a model it has no time
+budget to train itself. Each is evaluated live by the notebook that loads it; each was made by one
+command, given here, on a 2-core CPU.
+
+* ``bahdanau.pt`` — notebook 02's attention RNN on notebook 02's data (about a minute)::
+
+      python -m course_utils.seq2seq --model bahdanau --steps 600 --hidden 48 --lr 3e-3 --seed 0 \\
+          --threads 2 --out course_utils/pretrained/bahdanau.pt
+
+* ``transformer_no_positions.pt`` — notebook 08's Transformer without positional encodings, its
+  recipe and seed otherwise (about 50 s)::
+
+      python -m course_utils.transformer_training --no-positions \\
+          --out course_utils/pretrained/transformer_no_positions.pt
+
+``tests/test_pretrained.py`` checks that each loads and is the model its command describes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from course_utils.seq2seq.data import TranslationData
+from course_utils.seq2seq.model import Seq2Seq, load_model
+from course_utils.transformer import Seq2SeqTransformer
+from course_utils.transformer_training import load_transformer
+
+HERE = Path(__file__).parent
+BAHDANAU_PATH = HERE / "bahdanau.pt"
+BAHDANAU_CONFIG = {"kind": "bahdanau", "embed_dim": 48, "hidden_dim": 48, "attention_dim": 48}
+NO_POSITIONS_PATH = HERE / "transformer_no_positions.pt"
+
+
+def load_pretrained_bahdanau(map_location="cpu") -> Seq2Seq:
+    """Notebook 02's Bahdanau model as trained by the command above, in evaluation mode."""
+    return load_model(BAHDANAU_PATH, map_location=map_location)
+
+
+def load_pretrained_no_positions(data: TranslationData, map_location="cpu") -> Seq2SeqTransformer:
+    """Notebook 08's ablation: its Transformer trained without positional encodings."""
+    return load_transformer(NO_POSITIONS_PATH, data, map_location=map_location)
