@@ -143,13 +143,17 @@ def _probe_isolation(init: dict, home: str) -> str | None:
     return message.decode(errors="replace") or None
 
 
-def _run_forked_child(control, fds: list[int], init: dict, home: str, workdir: str) -> None:
+def _run_forked_child(
+    control, fds: list[int], init: dict, home: str, workdir: str, zygote_pid: int
+) -> None:
     """In the forked child: detach, own filesystem, wire up files, run the job (never returns)."""
     try:
         os.setsid()
         if init.get("isolate"):
             workdir = _isolate(init, home)  # first: it resets the two settings below
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote dies -> so does the child
+        if os.getppid() != zygote_pid:  # it died before the line above (Ctrl-C): nobody waits
+            os._exit(1)
         _prctl(_PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
         control.close()
         job_fd, channel_fd, stdout_fd, stderr_fd = fds
@@ -213,9 +217,10 @@ def zygote_main(control_fd: int) -> None:
         workdir = os.path.join(workroot, f"job-{number}")
         if not init.get("isolate"):
             os.makedirs(workdir)
+        zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _run_forked_child(control, fds, init, home, workdir)
+            _run_forked_child(control, fds, init, home, workdir, zygote_pid)
         for fd in fds:
             os.close(fd)
         _send(control, started=pid)
