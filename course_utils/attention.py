@@ -12,6 +12,7 @@ Notebooks import from here; each concept lives in its own module:
 * ``flash``        — tiled attention with online softmax and a recomputing backward (07)
 * ``rotary`` ``alibi`` ``grouped_query`` ``sliding_window`` — RoPE, ALiBi, grouped-query attention, sliding windows (09)
 * ``linear_attention`` — linear attention as a fast weight programmer, and the delta rule (10)
+* ``ntm_addressing`` — Neural Turing Machine content and location addressing of a memory (12)
 
 Each function checks its inputs with one call into ``validation`` (errors name the argument, what
 was expected and what was got), then reads as its equation.
@@ -29,6 +30,7 @@ from course_utils.linear_attention import (
 )
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
+from course_utils.ntm_addressing import ntm_content_weights, ntm_sharpen, ntm_shift
 from course_utils.pooling import gaussian_kernel_scores, nadaraya_watson, soft_lookup
 from course_utils.positional import sinusoidal_positional_encoding
 from course_utils.rotary import apply_rope
@@ -53,6 +55,9 @@ __all__ = [
     "masked_softmax",
     "merge_heads",
     "nadaraya_watson",
+    "ntm_content_weights",
+    "ntm_sharpen",
+    "ntm_shift",
     "padding_mask",
     "scaled_dot_product_attention",
     "sinusoidal_positional_encoding",

@@ -87,6 +87,12 @@ def _encoder_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
+def _self_attended(x, mask, block):
+    """MHA(LN₁(x)) and its weights: the first sub-layer's branch, which every variant below shares."""
+    normed = block.attention_norm(x)
+    return block.self_attention(normed, normed, normed, mask)
+
+
 @mistake(
     "it matches the post-LN block of the 2017 paper, x ← LN(x + MHA(x)): here each sub-layer reads "
     "LN(x) and adds its output to the un-normalised x"
@@ -102,16 +108,14 @@ def _post_norm(x, mask, block):
     "itself, x ← x + MHA(LN(x))"
 )
 def _residual_from_normed(x, mask, block):
-    normed = block.attention_norm(x)
-    attended, weights = block.self_attention(normed, normed, normed, mask)
-    x = normed + attended
+    attended, weights = _self_attended(x, mask, block)
+    x = block.attention_norm(x) + attended
     return x + block.feed_forward(block.feed_forward_norm(x)), weights
 
 
 @mistake("it matches no residual around the attention: x ← x + MHA(LN(x)), keep the x + …")
 def _no_attention_residual(x, mask, block):
-    normed = block.attention_norm(x)
-    x, weights = block.self_attention(normed, normed, normed, mask)
+    x, weights = _self_attended(x, mask, block)
     return x + block.feed_forward(block.feed_forward_norm(x)), weights
 
 
@@ -120,8 +124,7 @@ def _no_attention_residual(x, mask, block):
     "block.feed_forward_norm"
 )
 def _feed_forward_unnormed(x, mask, block):
-    normed = block.attention_norm(x)
-    attended, weights = block.self_attention(normed, normed, normed, mask)
+    attended, weights = _self_attended(x, mask, block)
     x = x + attended
     return x + block.feed_forward(x), weights
 
@@ -131,8 +134,7 @@ def _feed_forward_unnormed(x, mask, block):
     "block.feed_forward_norm"
 )
 def _one_norm_for_both(x, mask, block):
-    normed = block.attention_norm(x)
-    attended, weights = block.self_attention(normed, normed, normed, mask)
+    attended, weights = _self_attended(x, mask, block)
     x = x + attended
     return x + block.feed_forward(block.attention_norm(x)), weights
 
@@ -142,8 +144,7 @@ def _one_norm_for_both(x, mask, block):
     "block): the feed-forward reads x after the attention has been added"
 )
 def _parallel_sublayers(x, mask, block):
-    normed = block.attention_norm(x)
-    attended, weights = block.self_attention(normed, normed, normed, mask)
+    attended, weights = _self_attended(x, mask, block)
     return x + attended + block.feed_forward(block.feed_forward_norm(x)), weights
 
 
