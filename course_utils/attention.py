@@ -12,6 +12,7 @@ Notebooks import from here; each concept lives in its own module:
 * ``flash``        — tiled attention with online softmax and a recomputing backward (07)
 * ``rotary`` ``alibi`` ``grouped_query`` ``sliding_window`` — RoPE, ALiBi, grouped-query attention, sliding windows (09)
 * ``linear_attention`` — linear attention as a fast weight programmer, and the delta rule (10)
+* ``vision_attention`` ``perceiver`` — SE, CBAM's spatial map, pixel self-attention, Perceiver cross-attention (11)
 * ``ntm_addressing`` — Neural Turing Machine content and location addressing of a memory (12)
 
 Each function checks its inputs with one call into ``validation`` (errors name the argument, what
@@ -31,11 +32,17 @@ from course_utils.linear_attention import (
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
 from course_utils.ntm_addressing import ntm_content_weights, ntm_sharpen, ntm_shift
+from course_utils.perceiver import perceiver_cross_attention
 from course_utils.pooling import gaussian_kernel_scores, nadaraya_watson, soft_lookup
 from course_utils.positional import sinusoidal_positional_encoding
 from course_utils.rotary import apply_rope
 from course_utils.sliding_window import sliding_window_mask
 from course_utils.softmax import masked_softmax, softmax
+from course_utils.vision_attention import (
+    cbam_spatial_attention,
+    pixel_self_attention,
+    squeeze_excitation,
+)
 
 __all__ = [
     "AdditiveAttention",
@@ -45,6 +52,7 @@ __all__ = [
     "alibi_slopes",
     "apply_rope",
     "causal_mask",
+    "cbam_spatial_attention",
     "check_qkv",
     "delta_rule_attention",
     "fast_weight_attention",
@@ -59,10 +67,13 @@ __all__ = [
     "ntm_sharpen",
     "ntm_shift",
     "padding_mask",
+    "perceiver_cross_attention",
+    "pixel_self_attention",
     "scaled_dot_product_attention",
     "sinusoidal_positional_encoding",
     "sliding_window_mask",
     "soft_lookup",
     "softmax",
     "split_heads",
+    "squeeze_excitation",
 ]
