@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from course_utils.adam_loop import train_with_adam
 from course_utils.tiny_decoder import TinyDecoder
 from course_utils.validation import require_number_above, require_positive_int
 
@@ -65,18 +65,14 @@ def train_decoder(
     require_number_above("learning_rate", learning_rate)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_function = nn.CrossEntropyLoss()
-    losses = []
-    for _ in tqdm(range(steps), disable=not progress, leave=False):
+
+    def next_batch_loss():
         tokens, answers = task.batch(batch_size, train_length, generator)
         logits = model(tokens.to(device))
-        loss = loss_function(logits.flatten(0, 1), answers.to(device).flatten())
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    return losses
+        return loss_function(logits.flatten(0, 1), answers.to(device).flatten())
+
+    return train_with_adam(model, steps, next_batch_loss, learning_rate, progress)
 
 
 @torch.no_grad()
