@@ -205,6 +205,8 @@ def _warn(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``course-grade``: the exit status (0, 1 on grader errors, 2 on bad usage); Ctrl-C ends the
+    process itself with status 130 once every child is killed, writing no report."""
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -217,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             "(reports of an earlier run are left as they were)",
             file=sys.stderr,
         )
-        return 130
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # The children are killed and the scratch folder removed; a grading thread still
+        # unwinding would be joined at exit by concurrent.futures: end the process now instead.
+        os._exit(130)
 
 
 def _run(args: argparse.Namespace) -> int:
