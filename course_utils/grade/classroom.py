@@ -151,17 +151,13 @@ def _grade_all(
         total=len(tasks), unit="notebook", file=sys.stderr, disable=quiet, desc="grading"
     ) as progress:
         executor = ThreadPoolExecutor(max_workers=jobs)
-        interrupted = False
         try:
             futures = [executor.submit(grade, task) for task in tasks]
             for future in futures:
                 future.add_done_callback(lambda _: progress.update(1))
             return [future.result() for future in futures]
         except KeyboardInterrupt:
-            interrupted = True
             settings.launcher.interrupt()  # kill the running children, start no new one
             raise
         finally:
-            # After Ctrl-C a worker may still be unwinding its notebook (waiting out a killed
-            # child's pipe): the children are dead already, so the exit does not wait for it.
-            executor.shutdown(wait=not interrupted, cancel_futures=True)
+            executor.shutdown(wait=True, cancel_futures=True)

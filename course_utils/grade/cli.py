@@ -205,9 +205,13 @@ def _warn(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``course-grade``: the exit status (0, 1 on grader errors, 2 on bad usage); Ctrl-C ends the
-    process itself with status 130 once every child is killed, writing no report."""
+    """``course-grade``: the exit status (0; 1 on grader errors; 2 on bad usage; 130 on Ctrl-C or
+    SIGINT, once every child is killed, with no report written)."""
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # A shell starts `course-grade ... &` with SIGINT ignored, and Python keeps an ignored
+        # SIGINT: `kill -INT` would then be lost instead of stopping the run as documented.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run(args)
     except UsageError as error:
@@ -219,11 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             "(reports of an earlier run are left as they were)",
             file=sys.stderr,
         )
-        sys.stderr.flush()
-        sys.stdout.flush()
-        # The children are killed and the scratch folder removed; a grading thread still
-        # unwinding would be joined at exit by concurrent.futures: end the process now instead.
-        os._exit(130)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
