@@ -15,11 +15,10 @@ the inputs builds an n × n matrix. Everything after this first read works on th
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.timing import interleaved_seconds
 from course_utils.validation import require_positive_int, require_shapes
 
 
@@ -45,18 +44,6 @@ def perceiver_cross_attention(
     return scaled_dot_product_attention(queries, keys, values)  # α: (B, m, n), out: (B, m, d)
 
 
-def cpu_seconds(function, calls: int = 1) -> float:
-    """CPU seconds of one call of ``function``, averaged over ``calls`` calls in a row.
-
-    The clock is this process's CPU time (torch runs on the course's one thread): the time other
-    programs take on a busy machine is not counted, though they still disturb caches and memory."""
-    require_positive_int("calls", calls)
-    start = time.process_time()
-    for _ in range(calls):
-        function()
-    return (time.process_time() - start) / calls
-
-
 def attention_costs(
     lengths: list[int], latents: int, width: int = 32, rounds: int = 7, seed: int = 0
 ) -> dict[str, torch.Tensor | list[int]]:
@@ -66,9 +53,10 @@ def attention_costs(
     float32, on the CPU. Returns
 
     * ``perceiver_seconds`` and ``self_attention_seconds``: (rounds, len(lengths)) CPU seconds of
-      one call. Each round times every length once, back to back (the fast Perceiver 10 calls at a
-      time), so a burst of load on the machine hits the lengths of one round alike: compare lengths
-      within a round, then take the median over the rounds;
+      one call (this process's CPU time). Each round times every length once, back to back (the fast
+      Perceiver 10 calls at a time), so a burst of load on the machine hits the lengths of one round
+      alike: compare lengths within a round, then take the median over the rounds
+      (:func:`course_utils.timing.growth`);
     * ``perceiver_weights_bytes`` and ``self_attention_weights_bytes``: the size of the weights
       tensor each one builds, m · n and n · n numbers.
     """
@@ -88,21 +76,20 @@ def attention_costs(
         self_attentions.append(
             lambda x=inputs: scaled_dot_product_attention(x @ W_q.T, x @ W_k.T, x @ W_v.T)
         )
-    # one warm-up call each, which also gives the weights tensors whose size we report
+    # the weights tensors whose size we report
     perceiver_weights = [perceiver()[1] for perceiver in perceivers]
     self_weights = [self_attention()[1] for self_attention in self_attentions]
-    perceiver_seconds = torch.zeros(rounds, len(lengths), dtype=torch.float64)
-    self_attention_seconds = torch.zeros(rounds, len(lengths), dtype=torch.float64)
-    for round_index in range(rounds):
-        for index in range(len(lengths)):
-            perceiver_seconds[round_index, index] = cpu_seconds(perceivers[index], calls=10)
-            self_attention_seconds[round_index, index] = cpu_seconds(self_attentions[index])
+    seconds = interleaved_seconds(
+        {"perceiver": perceivers, "self_attention": self_attentions},
+        rounds=rounds,
+        calls={"perceiver": 10, "self_attention": 1},
+    )
     return {
-        "perceiver_seconds": perceiver_seconds,
-        "self_attention_seconds": self_attention_seconds,
+        "perceiver_seconds": seconds["perceiver"],
+        "self_attention_seconds": seconds["self_attention"],
         "perceiver_weights_bytes": [w.numel() * w.element_size() for w in perceiver_weights],
         "self_attention_weights_bytes": [w.numel() * w.element_size() for w in self_weights],
     }
 
 
-__all__ = ["attention_costs", "cpu_seconds", "perceiver_cross_attention"]
+__all__ = ["attention_costs", "perceiver_cross_attention"]

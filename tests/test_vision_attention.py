@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from course_utils.perceiver import attention_costs, cpu_seconds, perceiver_cross_attention
+from course_utils.perceiver import attention_costs, perceiver_cross_attention
 from course_utils.synthetic_images import ChannelObjectTask, inside_boxes
 from course_utils.vision_attention import (
     PixelSelfAttention,
@@ -191,13 +191,6 @@ def test_attention_costs_count_the_weight_bytes_and_time_every_round():
         assert costs[name].shape == (3, 2) and (costs[name] >= 0).all()
     with pytest.raises(ValueError, match="each of lengths must be a positive int"):
         attention_costs([32, 0], latents=8)
-
-
-def test_cpu_seconds_averages_over_calls():
-    counter = []
-    assert cpu_seconds(lambda: counter.append(1), calls=4) >= 0 and len(counter) == 4
-    with pytest.raises(ValueError, match="calls must be a positive int"):
-        cpu_seconds(lambda: None, calls=0)
 
 
 # --------------------------------------------------------------------------------------------------
