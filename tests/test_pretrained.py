@@ -11,6 +11,7 @@ from course_utils.pretrained import (
     BAHDANAU_PATH,
     load_pretrained_bahdanau,
     load_pretrained_no_positions,
+    load_pretrained_transformer,
 )
 from course_utils.transformer import as_seq2seq
 from course_utils.transformer_training import (
@@ -32,6 +33,14 @@ def test_the_bahdanau_model_is_notebook_02s_and_translates_its_held_out_sentence
     model = load_pretrained_bahdanau()
     assert not model.training
     assert seq2seq.evaluate(model, data.held_out[:60]).accuracy >= 0.9
+
+
+def test_the_transformer_is_the_recipes_model_and_translates_its_held_out_sentences(data):
+    network = load_pretrained_transformer(data)
+    assert network.use_positions and not network.training
+    assert network.d_model == RECIPE["d_model"] and network.num_heads == RECIPE["num_heads"]
+    assert len(network.encoder_blocks) == len(network.decoder_blocks) == RECIPE["layers"]
+    assert seq2seq.evaluate(as_seq2seq(network, data), data.held_out[:60]).accuracy >= 0.9
 
 
 def test_the_ablation_is_the_recipes_model_without_positions_and_cannot_order_words(data):

@@ -7,6 +7,12 @@ command, given here, on a 2-core CPU.
       python -m course_utils.seq2seq --model bahdanau --steps 600 --hidden 48 --lr 3e-3 --seed 0 \\
           --threads 2 --out course_utils/pretrained/bahdanau.pt
 
+* ``transformer.pt`` — notebook 08's Transformer, its recipe, seed and the course's blocks (about
+  50 s). Notebook 08 trains this model live from the learner's blocks once their checks pass, and
+  loads this one until then::
+
+      python -m course_utils.transformer_training --out course_utils/pretrained/transformer.pt
+
 * ``transformer_no_positions.pt`` — notebook 08's Transformer without positional encodings, its
   recipe and seed otherwise (about 50 s)::
 
@@ -28,12 +34,18 @@ from course_utils.transformer_training import load_transformer
 HERE = Path(__file__).parent
 BAHDANAU_PATH = HERE / "bahdanau.pt"
 BAHDANAU_CONFIG = {"kind": "bahdanau", "embed_dim": 48, "hidden_dim": 48, "attention_dim": 48}
+TRANSFORMER_PATH = HERE / "transformer.pt"
 NO_POSITIONS_PATH = HERE / "transformer_no_positions.pt"
 
 
 def load_pretrained_bahdanau(map_location="cpu") -> Seq2Seq:
     """Notebook 02's Bahdanau model as trained by the command above, in evaluation mode."""
     return load_model(BAHDANAU_PATH, map_location=map_location)
+
+
+def load_pretrained_transformer(data: TranslationData, map_location="cpu") -> Seq2SeqTransformer:
+    """Notebook 08's Transformer, trained by its recipe from the course's blocks."""
+    return load_transformer(TRANSFORMER_PATH, data, map_location=map_location)
 
 
 def load_pretrained_no_positions(data: TranslationData, map_location="cpu") -> Seq2SeqTransformer:
