@@ -7,7 +7,8 @@ Capacity: write N pairs (k_i, v_i) of random unit vectors, then read every k_i b
 * delta rule    W_i = W_{i-1} + (v_i - W_{i-1} k_i) k_iᵀ   (β = 1) read W_N k_i
 * softmax       keep every pair (a KV cache)            read Σ_j softmax_j(τ k_i · k_j) v_j
 
-With d_k-dimensional keys at most d_k can be orthogonal: past N = d_k the sum rule's cross-talk
+Storing N arbitrary values exactly (W k_i = v_i) needs N linearly independent keys, so N <= d_k;
+the sum rule even needs them orthogonal. With random unit keys its cross-talk
 Σ_{j≠i} v_j (k_j · k_i) has about (N - 1) / d_k times the energy of v_i.
 
 Recall: a sequence k_1 v_1 k_2 v_2 … k_P v_P q of tokens, where q is one of the keys; the model
@@ -74,10 +75,16 @@ def retrieval_error(retrieved: torch.Tensor, values: torch.Tensor) -> float:
     return float(((retrieved - values).square().sum(-1) / values.square().sum(-1)).mean())
 
 
+def nearest_value_hits(retrieved: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: pair i's retrieved vector is most similar (dot product) to its own value v_i."""
+    require_shapes(("retrieved", retrieved, "(N, d_v)"), ("values", values, "(N, d_v)"))
+    best = (retrieved @ values.T).argmax(dim=-1)  # the stored value nearest to each read-out
+    return best == torch.arange(len(values), device=values.device)
+
+
 def nearest_value_accuracy(retrieved: torch.Tensor, values: torch.Tensor) -> float:
     """Fraction of pairs whose retrieved vector is most similar (dot product) to its own value."""
-    best = (retrieved @ values.T).argmax(dim=-1)
-    return float((best == torch.arange(len(values))).double().mean())
+    return float(nearest_value_hits(retrieved, values).double().mean())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,7 +137,7 @@ class RecallModel(nn.Module):
             mixed, _ = scaled_dot_product_attention(q, k, v, mask)
         elif self.mixer == "sum rule":
             mixed = linear_attention(q, k, v, causal=True)
-        else:  # unit keys and queries keep the delta rule's W bounded for β in (0, 1)
+        else:  # unit keys and queries keep the delta rule's W in check, β in (0, 1)
             beta = torch.sigmoid(self.beta(x))[..., 0]
             mixed = delta_rule_attention(F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, beta)
         return self.readout(mixed[:, -1])  # logits over the values, (B, num_values)

@@ -19,8 +19,9 @@ q, k, v) writes the weights W of a fast network by outer products, and the fast 
 numbers whatever the length, where softmax attention keeps every key and value (a KV cache).
 
 The sum rule only adds: a key written twice stores the sum of its values. The delta rule
-(Widrow and Hoff 1960; Schlag et al. 2021; DeltaNet, Yang et al. 2024) first reads what W stores
-under k_t and writes only the correction, with a learning rate β_t in [0, 1]:
+(Widrow and Hoff 1960; a write rule, DeltaNet, in Schlag et al. 2021; parallelised over the
+sequence and scaled up by Yang et al. 2024) first reads what W stores under k_t and writes only
+the correction, with a learning rate β_t in [0, 1]:
 
     v̄_t = W_{t-1} k_t        W_t = W_{t-1} + β_t (v_t - v̄_t) k_tᵀ        out_t = W_t q_t
 
@@ -188,7 +189,8 @@ def delta_rule_attention(
     """The delta rule over a sequence: W_t = W_{t-1} + β_t (v_t - W_{t-1} k_t) k_tᵀ, out_t = W_t q_t.
 
     q, k (..., n, d_k), v (..., n, d_v), beta (..., n); no feature map (DeltaNet normalises the
-    keys to unit length instead, which keeps W bounded for β in [0, 1]). Returns (..., n, d_v).
+    keys to unit length instead, which keeps W's growth in check for β in [0, 1]). Returns
+    (..., n, d_v).
     """
     _check_inputs(q, k, v, queries_per_key=True, beta=beta)  # and beta (..., n)
     *batch, length, key_dim = k.shape

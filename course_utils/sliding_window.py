@@ -6,7 +6,7 @@ window of w keys lets it see only the last w positions,
     M_ij = (i − w < j <= i)                         a band of width w below the diagonal
 
 so each query has at most w scores and the whole layer costs n · w: linear in n at fixed w.
-Stacking L such layers still lets information travel L · w positions back.
+Stacking L such layers still lets information travel L · (w − 1) positions back.
 
 The mask alone saves nothing: masked naive attention still computes all n² scores and then throws
 most away. The saving comes from never computing them. :func:`banded_flash_attention` is the tiled
@@ -75,21 +75,24 @@ def band_key_blocks(q_start: int, q_stop: int, block: int, window: int) -> range
     return range(newest, oldest - 1, -1)
 
 
-def _merge_tile(state, scores, values):
-    """Fold one tile of scores (rows, cols) and its values into the running (m, l, acc) of its rows.
+def merge_tile(state, scores, values):
+    """Fold a tile of scores S (rows, cols) and its values V into its rows' running (m, l, acc).
 
-    Tiles come newest first, so m is finite after the diagonal tile (each query sees itself); a row
-    the band hides entirely in a later tile has scores −∞ and gets exp(−∞ − m) = 0.
+    The online softmax of notebook 07, one tile at a time. ``state`` is (None, None, None) before
+    the first tile. Tiles come newest first, so m is finite after the diagonal tile (each query sees
+    itself); a row the band hides entirely in a later tile has scores −∞ and gets e^(−∞ − m') = 0.
     """
     row_max, row_sum, acc = state
-    tile_max = scores.amax(dim=-1, keepdim=True)
-    new_max = tile_max if row_max is None else torch.maximum(row_max, tile_max)  # m' = max(m, …)
-    weights = torch.exp(scores - new_max)  # P̃ = exp(S − m')
-    if row_max is None:  # the first tile: l = Σ_j P̃, acc = P̃ V
-        return new_max, weights.sum(dim=-1, keepdim=True), weights @ values
-    rescale = torch.exp(row_max - new_max)  # exp(m − m')
-    row_sum = rescale * row_sum + weights.sum(dim=-1, keepdim=True)  # l' = l·exp(m − m') + Σ P̃
-    acc = rescale * acc + weights @ values  # acc' = acc·exp(m − m') + P̃ V
+    tile_max = scores.amax(dim=-1, keepdim=True)  # rowmax S
+    if row_max is None:  # the first tile: m' = rowmax S, l' = Σ e^(S − m'), acc' = e^(S − m') V
+        weights = torch.exp(scores - tile_max)  # e^(S − m')
+        return tile_max, weights.sum(dim=-1, keepdim=True), weights @ values
+    new_max = torch.maximum(row_max, tile_max)  # m' = max(m, rowmax S)
+    weights = torch.exp(scores - new_max)  # e^(S − m')
+    rescale = torch.exp(row_max - new_max)  # e^(m − m')
+    tile_sum = weights.sum(dim=-1, keepdim=True)  # Σ e^(S − m')
+    row_sum = row_sum * rescale + tile_sum  # l' = l·e^(m − m') + Σ e^(S − m')
+    acc = acc * rescale + weights @ values  # acc' = acc·e^(m − m') + e^(S − m') V
     return new_max, row_sum, acc
 
 
@@ -124,7 +127,7 @@ def banded_flash_attention(
             if band_tile_kind(q_start, q_stop, k_start, k_stop, window) == TILE_PARTIAL:
                 visible = band_mask(q_start, q_stop, k_start, k_stop, window, q.device)
                 scores = scores.masked_fill(~visible, -math.inf)  # s_ij = −∞ outside the band
-            state = _merge_tile(state, scores, v[..., k_start:k_stop, :])
+            state = merge_tile(state, scores, v[..., k_start:k_stop, :])
         row_max, row_sum, acc = state
         out[..., q_start:q_stop, :] = acc / row_sum  # O_i = acc / l
     return out.to(input_dtype)
@@ -135,5 +138,6 @@ __all__ = [
     "band_mask",
     "band_tile_kind",
     "banded_flash_attention",
+    "merge_tile",
     "sliding_window_mask",
 ]

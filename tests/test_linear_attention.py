@@ -295,6 +295,18 @@ def test_every_rule_retrieves_orthonormal_pairs_exactly_and_errors_are_scaled():
     assert associative_memory.retrieval_error(torch.zeros_like(values), values) == pytest.approx(1)
 
 
+def test_nearest_value_hits_are_per_pair_in_order():
+    values = torch.eye(3, dtype=torch.float64)
+    retrieved = torch.tensor(
+        [[1.0, 0.2, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 0.5]], dtype=torch.float64
+    )
+    hits = associative_memory.nearest_value_hits(retrieved, values)
+    assert hits.tolist() == [True, False, True]
+    assert associative_memory.nearest_value_accuracy(retrieved, values) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="values have d_v=2 but retrieved has d_v=3"):
+        associative_memory.nearest_value_hits(retrieved, values[:, :2])
+
+
 def test_sum_rule_cross_talk_grows_with_the_number_of_pairs_and_the_delta_rule_is_lower():
     generator = torch.Generator().manual_seed(12)
     keys, values = associative_memory.random_associations(64, 16, 16, generator)

@@ -26,7 +26,12 @@ from course_utils.attention import (
 from course_utils.flash import TILE_FULL, TILE_PARTIAL, TILE_SKIP
 from course_utils.grouped_query import mean_pool_heads
 from course_utils.kv_cache import KVCache
-from course_utils.sliding_window import band_key_blocks, band_tile_kind, banded_flash_attention
+from course_utils.sliding_window import (
+    band_key_blocks,
+    band_tile_kind,
+    banded_flash_attention,
+    merge_tile,
+)
 
 
 def randn(*shape, dtype=torch.float64, seed=0):
@@ -261,6 +266,15 @@ def test_band_visits_a_number_of_tiles_independent_of_n():
     for n in (256, 1024, 4096):
         visited = [len(band_key_blocks(q, q + 64, 64, 100)) for q in range(0, n, 64)]
         assert max(visited) == math.ceil(99 / 64) + 1
+
+
+def test_merge_tile_folds_tiles_into_the_softmax_of_their_concatenation():
+    scores, values = randn(3, 10), randn(10, 4)
+    scores[1, 6:] = -math.inf  # a row the second tile hides entirely
+    state = merge_tile((None, None, None), scores[:, :6], values[:6])
+    row_max, row_sum, acc = merge_tile(state, scores[:, 6:], values[6:])
+    assert torch.allclose(row_max[:, 0], scores.amax(dim=-1))  # m
+    assert torch.allclose(acc / row_sum, torch.softmax(scores, dim=-1) @ values)  # O = acc / l
 
 
 def test_banded_flash_attention_rejects_bad_input():

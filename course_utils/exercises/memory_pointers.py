@@ -23,6 +23,12 @@ def _random_weights(generator, *shape, dtype=torch.float64):
     return (2 * _randn(generator, *shape)).softmax(dim=-1).to(dtype)
 
 
+def _product_as_written(per_head, per_slot, per_head_first: bool):
+    """``per_head * per_slot`` in the order the learner wrote it: a broadcasting error names the
+    operands a and b in that order, and a raised mistake matches only the exact same message."""
+    return per_head * per_slot if per_head_first else per_slot * per_head
+
+
 # --------------------------------------------------------------------------------------------------
 # 12.1 content addressing
 
@@ -114,6 +120,22 @@ def _unstable_softmax(memory, key, beta):
     return result if bool(result.isnan().any()) else NOT_APPLICABLE
 
 
+def _beta_without_slot_axis(per_head_first: bool) -> Mistake:
+    """``beta * cos`` (or ``cos * beta``) with beta (...) and the cosines (..., N): a bare
+    broadcasting error as soon as there is more than one head."""
+
+    def mistaken(memory, key, beta):
+        if beta.dim() == 0:
+            return NOT_APPLICABLE  # a single head: beta * cos broadcasts correctly
+        return _product_as_written(beta, slot_cosine(memory, key), per_head_first).softmax(dim=-1)
+
+    return Mistake(
+        "it matches `beta * cos` with beta (...) and the cosines (..., N): beta has one value per "
+        "head, so use beta[..., None] to scale that head's N scores",
+        mistaken,
+    )
+
+
 CONTENT_WEIGHTS = Exercise(
     grade_id="ex12_1_content_weights",
     notebook=NOTEBOOK,
@@ -144,6 +166,8 @@ CONTENT_WEIGHTS = Exercise(
         _key_not_normalised,
         _no_epsilon,
         _unstable_softmax,
+        _beta_without_slot_axis(per_head_first=True),
+        _beta_without_slot_axis(per_head_first=False),
     ),
 )
 
@@ -199,6 +223,26 @@ def _not_circular(weights, shift):
     return NOT_APPLICABLE if torch.allclose(result, ntm_shift(weights, shift)) else result
 
 
+def _shift_without_slot_axis(per_head_first: bool) -> Mistake:
+    """``shift[..., k] * torch.roll(weights, o)`` with shift[..., k] (...) and the weights (..., N)."""
+
+    def mistaken(weights, shift):
+        if shift.dim() == 1:
+            return NOT_APPLICABLE  # a single head: shift[k] * weights broadcasts correctly
+        rolled = [torch.roll(weights, offset, dims=-1) for offset in (-1, 0, 1)]
+        return sum(
+            _product_as_written(shift[..., index], part, per_head_first)
+            for index, part in enumerate(rolled)
+        )
+
+    return Mistake(
+        "it matches `shift[..., k] * torch.roll(weights, o, dims=-1)`: shift[..., k] has one value "
+        "per head (shape (...)) and the weights are (..., N), so use shift[..., k, None] to scale "
+        "that head's N weights",
+        mistaken,
+    )
+
+
 SHIFT = Exercise(
     grade_id="ex12_2_circular_shift",
     notebook=NOTEBOOK,
@@ -222,7 +266,12 @@ SHIFT = Exercise(
     reference=ntm_shift,
     cases=_shift_cases,
     judge=close("shifted weights", atol=1e-6, rtol=1e-5),
-    mistakes=(_reversed_direction, _not_circular),
+    mistakes=(
+        _reversed_direction,
+        _not_circular,
+        _shift_without_slot_axis(per_head_first=True),
+        _shift_without_slot_axis(per_head_first=False),
+    ),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -277,6 +326,17 @@ def _softmax_of_weights(weights, gamma):
     return (torch.as_tensor(gamma, dtype=weights.dtype)[..., None] * weights).softmax(dim=-1)
 
 
+@mistake(
+    "it matches `weights ** gamma` with gamma (...) and the weights (..., N): gamma has one value "
+    "per head, so use weights ** gamma[..., None] to raise that head's N weights to its power"
+)
+def _gamma_without_slot_axis(weights, gamma):
+    if gamma.dim() == 0:
+        return NOT_APPLICABLE  # a single head: weights ** gamma broadcasts correctly
+    powered = weights**gamma
+    return powered / powered.sum(dim=-1, keepdim=True)
+
+
 SHARPEN = Exercise(
     grade_id="ex12_3_sharpen",
     notebook=NOTEBOOK,
@@ -295,7 +355,7 @@ SHARPEN = Exercise(
     reference=ntm_sharpen,
     cases=_sharpen_cases,
     judge=close("sharpened weights", atol=1e-6, rtol=1e-5),
-    mistakes=(_not_renormalised, _unchanged, _softmax_of_weights),
+    mistakes=(_not_renormalised, _unchanged, _softmax_of_weights, _gamma_without_slot_axis),
 )
 
 # --------------------------------------------------------------------------------------------------
