@@ -113,7 +113,7 @@ progress: setup
 test: setup system-deps triton nbgrader-install check-release lint test-unit test-notebooks
 
 test-unit: setup triton nbgrader-install
-	$(PY) -m pytest -n $(JOBS) tests
+	$(PY) -m pytest -n $(JOBS) --durations=10 tests
 
 # Strict nbval compares every output not tagged nbval-ignore-output with the one stored in solutions/; lax runs
 # the student notebooks (every exercise unsolved) top to bottom.
