@@ -1,8 +1,12 @@
 """The exercises of the course: one spec per exercise, one module per notebook.
 
 Each notebook's module (``soft_weights.py`` for notebook 01, ...) defines ``EXERCISES``, a tuple of
-:class:`course_utils.exercises.spec.Exercise`. ``check()`` in the notebooks and ``course-grade`` both
+:class:`course_utils.feedback.spec.Exercise`. ``check()`` in the notebooks and ``course-grade`` both
 read them from here; adding a notebook's module needs no edit in this file.
+
+Who may import it: ``course_utils.checks`` and ``course_utils.grade`` (and tests). Its modules import
+``course_utils.feedback`` (the framework) and the lessons (the references); never ``grade``,
+``checks``, display or tooling.
 """
 
 from __future__ import annotations
@@ -11,9 +15,7 @@ import importlib
 import pkgutil
 from functools import cache
 
-from course_utils.exercises.spec import Exercise
-
-FRAMEWORK_MODULES = frozenset({"spec", "judge", "shortcuts", "shared_mistakes"})
+from course_utils.feedback.spec import Exercise
 
 
 @cache
@@ -21,8 +23,6 @@ def all_exercises() -> dict[str, Exercise]:
     """grade_id -> Exercise, for every exercise of every notebook module in this package."""
     found: dict[str, Exercise] = {}
     for info in pkgutil.iter_modules(__path__):
-        if info.name in FRAMEWORK_MODULES:
-            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for exercise in getattr(module, "EXERCISES", ()):
             if exercise.grade_id in found:

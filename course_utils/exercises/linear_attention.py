@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.linear_attention import (
     delta_rule_attention,
     elu_feature_map,

@@ -12,9 +12,9 @@ from course_utils.alignment import (
     gaussian_window_weights,
     general_scores,
 )
-from course_utils.exercises.judge import close
-from course_utils.exercises.shared_mistakes import raw_score_mistakes
-from course_utils.exercises.spec import Case, Exercise, Mistake, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.shared_mistakes import raw_score_mistakes
+from course_utils.feedback.spec import Case, Exercise, Mistake, mistake
 from course_utils.masks import padding_mask
 from course_utils.softmax import masked_softmax
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from course_utils.alignment import additive_scores
-from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
 from course_utils.ntm_addressing import ntm_content_weights, ntm_sharpen, ntm_shift, slot_cosine
 from course_utils.pointer_network import pointer_distribution
 

@@ -11,9 +11,9 @@ import math
 
 import torch
 
-from course_utils.exercises.judge import close, number
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
-from course_utils.grade.codec import ModuleInput
+from course_utils.feedback.codec import ModuleInput
+from course_utils.feedback.judge import close, number
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.kv_cache import KVCache, cached_self_attention
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, split_heads
@@ -34,8 +34,7 @@ def _random_module(module_class, arguments: tuple, generator: torch.Generator) -
                 shape = submodule.weight.shape
                 submodule.weight.copy_(1 + 0.5 * torch.randn(shape, generator=generator))
                 submodule.bias.copy_(0.5 * torch.randn(shape, generator=generator))
-    constructor = f"{module_class.__module__}.{module_class.__name__}"
-    return ModuleInput(constructor, arguments, module.state_dict())
+    return ModuleInput(module_class, arguments, module.state_dict())
 
 
 def _key_padding(lengths, length: int) -> torch.Tensor:
@@ -179,6 +178,7 @@ ENCODER_BLOCK = Exercise(
     reference=encoder_block_reference,
     forbidden=("course_utils.transformer.EncoderBlock.forward",),
     cases=_encoder_cases,
+    input_modules=(EncoderBlock,),
     judge=close("x", "weights", atol=1e-5, rtol=1e-5),
     mistakes=(
         _post_norm,
@@ -334,6 +334,7 @@ DECODER_BLOCK = Exercise(
         "course_utils.transformer.DecoderBlock._cross_and_feed_forward",
     ),
     cases=_decoder_cases,
+    input_modules=(DecoderBlock,),
     judge=close("y", "cross_weights", atol=1e-5, rtol=1e-5),
     mistakes=(
         _cross_over_target,
@@ -538,6 +539,7 @@ CACHED_ATTENTION_STEP = Exercise(
         "course_utils.multihead.MultiHeadAttention.forward",
     ),
     cases=_cached_step_cases,
+    input_modules=(MultiHeadAttention,),
     judge=close("output", "keys", "values", atol=1e-5, rtol=1e-5),
     mistakes=(
         _past_only,
@@ -665,6 +667,7 @@ GREEDY_DECODE = Exercise(
         "course_utils.transformer.Seq2SeqTransformer.decode",
     ),
     cases=_greedy_cases,
+    input_modules=(Seq2SeqTransformer,),
     judge=close("tokens", atol=0, rtol=0, dtype="int64"),
     mistakes=(_always_bos, _fresh_cache, _bos_included, _no_source_mask),
 )

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.perceiver import perceiver_cross_attention
 from course_utils.vision_attention import (
     cbam_spatial_attention,
