@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.helpers.validation import require_one_of, require_positive_int, require_shapes
 from course_utils.linear_attention import delta_rule_attention, delta_rule_write, linear_attention
 from course_utils.masks import causal_mask
 from course_utils.softmax import softmax
-from course_utils.validation import require_one_of, require_positive_int, require_shapes
 
 MIXERS = ("softmax", "sum rule", "delta rule")
 

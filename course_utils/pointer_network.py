@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.alignment import AdditiveAttention, additive_scores
+from course_utils.helpers.validation import require_dtype, require_positive_int, require_shapes
 from course_utils.masks import padding_mask
 from course_utils.softmax import masked_softmax
-from course_utils.validation import require_dtype, require_positive_int, require_shapes
 
 __all__ = [
     "PointerNetwork",

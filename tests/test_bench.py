@@ -1,4 +1,4 @@
-"""course_utils.bench: a smoke run in fresh processes, skips, CSV/plot output, argument checks."""
+"""course_utils.benchmark.bench: a smoke run in fresh processes, skips, CSV/plot output, argument checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import subprocess
 import pytest
 import torch
 
-from course_utils import bench, bench_report, flash, flash_fast
-from course_utils.bench import BenchCase, estimated_naive_bytes, run_case
+from course_utils import flash, flash_fast
+from course_utils.benchmark import bench, bench_report
+from course_utils.benchmark.bench import BenchCase, estimated_naive_bytes, run_case
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ HEAD_EXPLORER_CELLS = (
     "from IPython.display import display\n"
     "from course_utils import seq2seq\n"
     "from course_utils.transformer import Seq2SeqTransformer\n"
-    "from course_utils.widgets import HeadExplorer",
+    "from course_utils.display.widgets import HeadExplorer",
     "data = seq2seq.make_data(num_pairs=200, held_out=20, seed=0)\n"
     "model = Seq2SeqTransformer(len(data.source_vocab), len(data.target_vocab), d_model=16, num_heads=4).eval()\n"
     "batch = seq2seq.make_batch(data.held_out[:3], data.source_vocab, data.target_vocab)\n"

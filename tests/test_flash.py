@@ -295,7 +295,7 @@ def test_blocks_larger_than_n_are_clamped():
 
 
 def test_tile_explorer_steps_without_a_browser():
-    from course_utils.widgets import TileExplorer
+    from course_utils.display.widgets import TileExplorer
 
     explorer = TileExplorer(n=12, block=4, causal=True)
     assert len(explorer.steps) == 6 and explorer.skipped == 3  # 3 + 2 + 1 tiles computed

@@ -29,7 +29,7 @@ from course_utils.grade.results import ExerciseRun, Row
 from course_utils.grade.runner import Settings
 from course_utils.grade.sandbox import Limits, Sandbox
 from course_utils.grade.submission import load_released, read_submission
-from course_utils.install_cell import INSTALL_CELL_ID
+from course_utils.tooling.install_cell import INSTALL_CELL_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "01_soft_weights.ipynb"

@@ -26,7 +26,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_utils.install_cell import INSTALL_CELL_ID
+from course_utils.tooling.install_cell import INSTALL_CELL_ID
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 MAX_CELL_CHARACTERS = 256 * 1024
