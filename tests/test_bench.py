@@ -125,3 +125,16 @@ def test_bad_cases_are_rejected(settings, needle):
 def test_command_line_rejects_bad_sizes():
     with pytest.raises(SystemExit):
         bench.parse_args(["--sizes", "0"])
+
+
+def test_the_rows_record_the_tile_sizes_actually_used():
+    """flash.tile_sizes decides them: clamped to n on the CPU, 64 for the GPU kernel, none untiled."""
+    assert bench.tile_sizes_used(BenchCase("tiled", "forward", False, 100)) == (100, 100)
+    assert bench.tile_sizes_used(BenchCase("tiled", "forward", False, 2048, block_q=256)) == (
+        256,
+        512,
+    )
+    assert bench.tile_sizes_used(BenchCase("triton", "forward", False, 100)) == (64, 64)
+    assert bench.tile_sizes_used(BenchCase("sdpa", "forward", False, 100)) == (None, None)
+    row = bench._row(BenchCase("textbook", "forward", True, 40, block_q=8), "skipped", "why")
+    assert (row["block_q"], row["block_k"], row["note"]) == (8, 40, "why")

@@ -133,7 +133,9 @@ def _method_fn(case: BenchCase) -> Callable:
     from course_utils import flash_triton
 
     flash_triton.require_triton()
-    return lambda q, k, v: flash_triton.triton_flash_attention(q, k, v, case.causal)
+    return lambda q, k, v: flash_triton.triton_flash_attention(
+        q, k, v, case.causal, case.block_q, case.block_k
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,17 +199,16 @@ def run_in_this_process(case: BenchCase) -> dict:
         del out
         if sum(times) + times[0] > case.time_budget_s:
             break
-    row = asdict(case) | {
-        "status": "ok",
-        "time_s": statistics.median(times) if times else None,
-        "time_min_s": min(times) if times else None,
-        "cpu_time_s": statistics.median(cpu_times) if cpu_times else None,
-        "timed_runs": len(times),
-        "extra_peak_mib": memory.extra_mib,
-        "memory_method": memory.method,
-        "note": "",
-    }
-    return row
+    return _row(
+        case,
+        "ok",
+        time_s=statistics.median(times) if times else None,
+        time_min_s=min(times) if times else None,
+        cpu_time_s=statistics.median(cpu_times) if cpu_times else None,
+        timed_runs=len(times),
+        extra_peak_mib=memory.extra_mib,
+        memory_method=memory.method,
+    )
 
 
 def _child_main(payload: str) -> int:
@@ -221,17 +222,32 @@ def _child_main(payload: str) -> int:
 # The parent: one fresh process per case
 
 
-def _row(case: BenchCase, status: str, note: str) -> dict:
-    return asdict(case) | {
-        "status": status,
+def tile_sizes_used(case: BenchCase) -> tuple[int | None, int | None]:
+    """The (block_q, block_k) the case's method runs with (``flash.tile_sizes``); None, None for the
+    untiled methods. Sizes the method would refuse are returned as given (the case then fails)."""
+    if case.method not in ("textbook", "tiled", "triton"):
+        return None, None
+    from course_utils.flash import tile_sizes
+
+    try:
+        return tile_sizes(case.n, case.n, case.block_q, case.block_k, case.method == "triton")
+    except (TypeError, ValueError):
+        return case.block_q, case.block_k
+
+
+def _row(case: BenchCase, status: str, note: str = "", **measured) -> dict:
+    """A result row: the case's settings (with the tile sizes actually used) and what was measured."""
+    block_q, block_k = tile_sizes_used(case)
+    unmeasured = {
         "time_s": None,
         "time_min_s": None,
         "cpu_time_s": None,
         "timed_runs": 0,
         "extra_peak_mib": None,
         "memory_method": "",
-        "note": note,
     }
+    settings = asdict(case) | {"block_q": block_q, "block_k": block_k}
+    return settings | {"status": status} | unmeasured | measured | {"note": note}
 
 
 def skip_reason(case: BenchCase, memory_cap_mib: float) -> str | None:
