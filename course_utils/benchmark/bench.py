@@ -177,7 +177,6 @@ def run_in_this_process(case: BenchCase) -> dict:
     import torch
 
     torch.set_num_threads(case.threads)
-    torch.manual_seed(case.seed)
     device = torch.device(case.device)
     fn = _method_fn(case)
     # Warm-up on a tiny input: kernels, thread pools and allocator arenas are not the method's cost.
