@@ -10,6 +10,7 @@ from course_utils.feedback.codec import ModuleInput
 from course_utils.feedback.judge import close
 from course_utils.feedback.shared_mistakes import raw_score_mistakes
 from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.helpers.seeding import seeded
 from course_utils.masks import padding_mask
 from course_utils.seq2seq.decoders import bahdanau_step
 from course_utils.softmax import masked_softmax
@@ -252,8 +253,7 @@ def _step_cases(generator: torch.Generator) -> list[Case]:
         lengths = torch.as_tensor(lengths)
         batch = len(lengths)
         module_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):  # seeded initialisation; global RNG untouched
-            torch.manual_seed(module_seed)
+        with seeded(module_seed):  # seeded initialisation; the global RNG is untouched
             attention = AdditiveAttention(hidden_dim, key_dim, attention_dim)
             cell = nn.GRUCell(embed_dim + key_dim, hidden_dim)
         arguments = (

@@ -14,6 +14,7 @@ import torch
 from course_utils.feedback.codec import ModuleInput
 from course_utils.feedback.judge import close, number
 from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.helpers.seeding import seeded
 from course_utils.kv_cache import KVCache, cached_self_attention
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, split_heads
@@ -25,8 +26,7 @@ NOTEBOOK = "08_transformer"
 def _random_module(module_class, arguments: tuple, generator: torch.Generator) -> ModuleInput:
     """``module_class(*arguments)`` with seeded weights and random LayerNorm gains and biases."""
     module_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is untouched
-        torch.manual_seed(module_seed)
+    with seeded(module_seed):  # seeded initialisation; the global RNG is untouched
         module = module_class(*arguments)
     with torch.no_grad():
         for submodule in module.modules():
