@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from functools import cache
 
 from course_utils.feedback.spec import Exercise
@@ -35,6 +36,16 @@ def find_exercise(grade_id: str) -> Exercise | None:
     return all_exercises().get(grade_id)
 
 
+def _number(exercise: Exercise) -> int:
+    """k of ``exN_k_name``: the exercise's place in its notebook."""
+    match = re.fullmatch(r"ex\d+_(\d+)_\w+", exercise.grade_id)
+    if match is None:
+        raise ValueError(f"grade_id {exercise.grade_id!r} is not of the form exN_k_name")
+    return int(match.group(1))
+
+
 def notebook_exercises(notebook: str) -> list[Exercise]:
-    """The exercises of notebook ``NN_name``, in the order their modules list them."""
-    return [exercise for exercise in all_exercises().values() if exercise.notebook == notebook]
+    """The exercises of notebook ``NN_name``, in their order (k of ``exN_k_name``), whichever
+    of its spec modules holds each."""
+    chosen = [exercise for exercise in all_exercises().values() if exercise.notebook == notebook]
+    return sorted(chosen, key=_number)
