@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from course_utils import flash, flash_fast
-from course_utils.benchmark import bench, bench_report
+from course_utils.benchmark import bench, bench_report, cli
 from course_utils.benchmark.bench import BenchCase, estimated_naive_bytes, run_case
 
 
@@ -36,7 +36,7 @@ def test_each_method_runs_its_library_function(monkeypatch, method, module, name
 
 
 def test_main_writes_table_csv_and_plot(tmp_path, capsys):
-    code = bench.main(
+    code = cli.main(
         ["--sizes", "128", "256", "--methods", "tiled", "--modes", "forward", "--causal", "no",
          "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]
     )  # fmt: skip
@@ -124,7 +124,7 @@ def test_bad_cases_are_rejected(settings, needle):
 
 def test_command_line_rejects_bad_sizes():
     with pytest.raises(SystemExit):
-        bench.parse_args(["--sizes", "0"])
+        cli.parse_args(["--sizes", "0"])
 
 
 def test_the_rows_record_the_tile_sizes_actually_used():
