@@ -2,7 +2,8 @@
 
 A check cell in a notebook calls ``check("ex1_1_stable_softmax", stable_softmax)``. The check runs
 the exercise's visible cases (``course_utils.exercises``: the same case families, judge and named
-mistakes the grader uses, with a fixed seed) on the learner's function and
+mistakes the grader uses, with a fixed seed) on the learner's function, each case through
+``course_utils.feedback.run.run_case``, the step the grader's sandboxed child runs, and
 
 * prints one line on success, or
 * raises :class:`CheckFailed` whose one-line message names the failing case, what was wrong, the
