@@ -2,8 +2,11 @@
 
     python -m course_utils.record solutions/01_soft_weights.ipynb [more.ipynb ...]
 
-Runs on the CPU with the course's default settings (COURSE_DEVICE=cpu, one thread), in the
-current environment's kernel, exactly as ``make test`` will re-run them.
+Runs on the CPU, in the current environment's kernel, with the portable kernel set and two threads
+(``kernel_sets.RECORDING``): ``make test`` re-runs them with the machine's own kernels and one thread,
+so every strict nbval run checks that the stored outputs do not depend on the floating-point path.
+Each notebook is stamped with how it was recorded (``metadata.course_recording``); a test checks the
+stamp, so a notebook saved from JupyterLab with outputs from another path cannot slip in.
 """
 
 from __future__ import annotations
@@ -17,12 +20,19 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from course_utils.kernel_sets import RECORDING, environment
+
+RECORDING_METADATA = "course_recording"
+
 
 def record(path: Path, timeout: int = 600) -> float:
     """Execute ``path`` top to bottom, write the outputs back, return the seconds it took."""
     notebook = nbformat.read(path, as_version=4)
-    os.environ["COURSE_DEVICE"] = "cpu"
-    os.environ.pop("COURSE_REQUIRE_CUDA", None)
+    recording_env = environment(RECORDING["kernel_set"], RECORDING["threads"])  # read by the kernel
+    recording_env["COURSE_DEVICE"] = "cpu"
+    recording_env.pop("COURSE_REQUIRE_CUDA", None)
+    os.environ.clear()
+    os.environ.update(recording_env)
     client = NotebookClient(
         notebook,
         timeout=timeout,
@@ -34,6 +44,7 @@ def record(path: Path, timeout: int = 600) -> float:
     elapsed = time.perf_counter() - start
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
+    notebook.metadata[RECORDING_METADATA] = dict(RECORDING)
     nbformat.write(notebook, path)
     return elapsed
 

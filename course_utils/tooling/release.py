@@ -117,6 +117,7 @@ def release_notebook(
     """
     student = copy.deepcopy(solution)
     student.metadata.pop("widgets", None)
+    student.metadata.pop("course_recording", None)  # how the outputs were recorded: none are kept
     seen_ids: dict[str, int] = {}
     for index, cell in enumerate(student.cells):
         where = _where(path, index, cell)
