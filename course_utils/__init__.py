@@ -3,7 +3,7 @@
 Its folders are its layers; each may import only the layers listed under it
 (``tests/test_import_graph.py`` checks this):
 
-* ``helpers/`` (and ``runtime.py``) — argument checks, timing, the Adam loop, seeds: nothing below;
+* ``helpers/`` — argument checks, timing, the Adam loop, seeds, device and CPU kernel sets: nothing below;
 * the lessons, at the top level (``softmax.py`` … ``flash.py`` …, ``seq2seq/``, ``pretrained/``):
   the reference code the notebooks teach and import — helpers;
 * ``display/`` — figures and explorers — lessons, helpers;
@@ -11,12 +11,12 @@ Its folders are its layers; each may import only the layers listed under it
 * ``feedback/`` — the exercise framework and ``run_case`` — lessons, helpers;
 * ``exercises/`` — one spec module per notebook — feedback, lessons, helpers;
 * ``checks.py`` — ``check()`` in the notebooks — exercises, feedback;
-* ``tooling/`` (and ``record.py``) — release, progress, course folders, install cell — helpers;
+* ``tooling/`` — release, record, the claims report, progress, course folders, install cell — helpers;
 * ``grade/`` — ``course-grade`` — feedback, exercises, tooling, helpers.
 
 A few modules at the top level are stand-ins for modules that moved into a folder (``plots.py``,
 ``widgets.py``, ``addressing_explorer.py``, ``timing.py``, ``bench.py``, ``progress.py``,
-``release.py``): notebooks and ``python -m`` keep their old names.
+``release.py``, ``runtime.py``, ``record.py``): notebooks and ``python -m`` keep their old names.
 """
 
 __version__ = "0.1.0"

@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from course_utils.runtime import seed_everything
+    from course_utils.helpers.runtime import seed_everything
 
     args = _parser().parse_args(argv)
     seed_everything(args.seed)  # threads and TF32 as every notebook sets them

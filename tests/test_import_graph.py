@@ -145,12 +145,12 @@ STAND_INS = {
     "course_utils.bench": "course_utils.benchmark.bench",
     "course_utils.progress": "course_utils.tooling.progress",
     "course_utils.release": "course_utils.tooling.release",
+    "course_utils.runtime": "course_utils.helpers.runtime",
+    "course_utils.record": "course_utils.tooling.record",
 }
 MOVED_COMMANDS = {"course_utils.bench": "course_utils.benchmark.cli"}
 FOLDER_LAYERS = ("helpers", "display", "benchmark", "feedback", "exercises", "tooling", "grade")
 TOP_LEVEL_LAYERS = {
-    "course_utils.runtime": "helpers",
-    "course_utils.record": "tooling",
     "course_utils.checks": "checks",
 }
 MAY_IMPORT = {
