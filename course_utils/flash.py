@@ -38,13 +38,13 @@ in float32 and the result is cast back.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from course_utils.dot_product import check_qkv
+from course_utils.helpers.validation import check_block_size
 
 DEFAULT_BLOCK_Q = 512
 DEFAULT_BLOCK_K = 512
@@ -117,22 +117,6 @@ def tile_kind(q_start: int, q_stop: int, k_start: int, k_stop: int, causal: bool
     if k_stop - 1 <= q_start:  # last key at or before the first query: no pair masked
         return TILE_FULL
     return TILE_PARTIAL
-
-
-def check_block_size(name: str, block: int | None, default: int, length: int | None) -> int:
-    """A block size: None means ``default``; a block longer than the sequence (``length``, unless
-    None) is clamped to it."""
-    if block is None:
-        block = default
-    try:
-        if isinstance(block, bool):
-            raise TypeError
-        block = operator.index(block)  # accepts numpy integers, rejects 2.5 and "64"
-    except TypeError:
-        raise TypeError(f"{name} must be a positive int or None, got {block!r}") from None
-    if block < 1:
-        raise ValueError(f"{name} must be >= 1, got {block}")
-    return block if length is None else max(1, min(block, length))
 
 
 def tile_sizes(
