@@ -16,8 +16,14 @@ from course_utils.linear_attention import (
 
 NOTEBOOK = "10_linear_attention"
 _MODULE = "course_utils.linear_attention"
-# The course's fast-weight building blocks: calling them computes 10.1 or 10.2 for the learner.
-_FAST_WEIGHT_HELPERS = (f"{_MODULE}.fast_weight_memory", f"{_MODULE}.fast_weight_prefix_sums")
+# Both forms of the course's linear attention and their fast-weight building blocks: calling any of
+# them computes 10.1 or 10.2 for the learner (each exercise's reference is one of them).
+_LINEAR_ATTENTION_FORMS = (
+    f"{_MODULE}.linear_attention",
+    f"{_MODULE}.fast_weight_attention",
+    f"{_MODULE}.fast_weight_memory",
+    f"{_MODULE}.fast_weight_prefix_sums",
+)
 
 
 def kernel_attention(query_features, key_features, v, keep=None, normalise=True):
@@ -161,7 +167,7 @@ LINEAR_ATTENTION = Exercise(
         "weights = (phi_q @ phi_k.transpose(-2, -1)).tril(), out = weights @ v / weights.sum(-1, keepdim=True)"
     ),
     reference=linear_attention,
-    forbidden=(f"{_MODULE}.fast_weight_attention", *_FAST_WEIGHT_HELPERS),
+    forbidden=_LINEAR_ATTENTION_FORMS,
     cases=_linear_attention_cases,
     judge=close("output", atol=1e-5, rtol=1e-5),
     mistakes=(
@@ -270,7 +276,7 @@ FAST_WEIGHT_ATTENTION = Exercise(
         "out_t = (W @ phi_q[..., None])[..., 0] / (z * phi_q).sum(-1, keepdim=True); torch.stack(outs, dim=-2)"
     ),
     reference=fast_weight_attention,
-    forbidden=(f"{_MODULE}.linear_attention", *_FAST_WEIGHT_HELPERS),
+    forbidden=_LINEAR_ATTENTION_FORMS,
     cases=_fast_weight_cases,
     judge=close("output", atol=1e-5, rtol=1e-5),
     mistakes=(
