@@ -115,14 +115,19 @@ def _no_attention_residual(x, mask, block):
     return x + block.feed_forward(block.feed_forward_norm(x)), weights
 
 
+def _feed_forward_reading(norm, x, mask, block):
+    """The right attention sub-layer, then x ← x + FFN(norm(x)): two mistakes pick the wrong norm."""
+    attended, weights = _self_attended(x, mask, block)
+    x = x + attended
+    return x + block.feed_forward(norm(x)), weights
+
+
 @mistake(
     "it matches the feed-forward reading x without its LayerNorm: x ← x + FFN(LN₂(x)) with "
     "block.feed_forward_norm"
 )
 def _feed_forward_unnormed(x, mask, block):
-    attended, weights = _self_attended(x, mask, block)
-    x = x + attended
-    return x + block.feed_forward(x), weights
+    return _feed_forward_reading(lambda stream: stream, x, mask, block)
 
 
 @mistake(
@@ -130,9 +135,7 @@ def _feed_forward_unnormed(x, mask, block):
     "block.feed_forward_norm"
 )
 def _one_norm_for_both(x, mask, block):
-    attended, weights = _self_attended(x, mask, block)
-    x = x + attended
-    return x + block.feed_forward(block.attention_norm(x)), weights
+    return _feed_forward_reading(block.attention_norm, x, mask, block)
 
 
 @mistake(
