@@ -5,20 +5,16 @@ from __future__ import annotations
 import torch
 
 from course_utils.feedback.judge import close
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake, randn
 from course_utils.ntm_addressing import ntm_content_weights, ntm_sharpen, ntm_shift, slot_cosine
 
 NOTEBOOK = "12_memory_and_pointers"
 _COSINE_CALLS = ("torch.nn.functional.cosine_similarity", "course_utils.ntm_addressing.slot_cosine")
 
 
-def _randn(generator, *shape, dtype=torch.float64):
-    return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
-
-
 def _random_weights(generator, *shape, dtype=torch.float64):
     """Weightings over the last axis: positive, each row summing to 1."""
-    return (2 * _randn(generator, *shape)).softmax(dim=-1).to(dtype)
+    return (2 * randn(generator, *shape)).softmax(dim=-1).to(dtype)
 
 
 def _product_as_written(per_head, per_slot, per_head_first: bool):
@@ -35,15 +31,15 @@ def _content_cases(generator: torch.Generator) -> list[Case]:
     def strength(*shape):  # β in [0.5, 10.5)
         return 0.5 + 10 * torch.rand(shape, generator=generator, dtype=torch.float64)
 
-    memory = _randn(generator, 6, 4)
-    with_empty_slots = _randn(generator, 2, 7, 3)
+    memory = randn(generator, 6, 4)
+    with_empty_slots = randn(generator, 2, 7, 3)
     with_empty_slots[:, 2] = 0  # a fresh memory: some slots still all zero
-    matching = _randn(generator, 8, 5).float()
+    matching = randn(generator, 8, 5).float()
     return [
-        Case("memory (N=6, M=4), key (4,), beta 0-d", (memory, _randn(generator, 4), strength())),
+        Case("memory (N=6, M=4), key (4,), beta 0-d", (memory, randn(generator, 4), strength())),
         Case(
             "memory (B=3, N=8, M=5), key (3, 5), beta (3,)",
-            (_randn(generator, 3, 8, 5), _randn(generator, 3, 5), strength(3)),
+            (randn(generator, 3, 8, 5), randn(generator, 3, 5), strength(3)),
         ),
         Case(
             "memory (N=6, M=4), key = 10 × slot 1, beta 2.0",
@@ -51,7 +47,7 @@ def _content_cases(generator: torch.Generator) -> list[Case]:
         ),
         Case(
             "memory (B=2, N=7, M=3) whose slot 2 is all zeros, key (2, 3), beta (2,)",
-            (with_empty_slots, _randn(generator, 2, 3), strength(2)),
+            (with_empty_slots, randn(generator, 2, 3), strength(2)),
         ),
         Case(
             "memory (N=8, M=5) float32, key = slot 5, beta 100 (very sharp)",
@@ -59,7 +55,7 @@ def _content_cases(generator: torch.Generator) -> list[Case]:
         ),
         Case(
             "memory (B=2, H=3, N=5, M=4), key (2, 3, 4), beta (2, 3)",
-            (_randn(generator, 2, 3, 5, 4), _randn(generator, 2, 3, 4), strength(2, 3)),
+            (randn(generator, 2, 3, 5, 4), randn(generator, 2, 3, 4), strength(2, 3)),
         ),
     ]
 

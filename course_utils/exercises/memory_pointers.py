@@ -6,14 +6,10 @@ import torch
 
 from course_utils.alignment import additive_scores
 from course_utils.feedback.judge import close
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake, randn
 from course_utils.pointer_network import pointer_distribution
 
 NOTEBOOK = "12_memory_and_pointers"
-
-
-def _randn(generator, *shape):
-    return torch.randn(*shape, generator=generator, dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -38,11 +34,11 @@ def _pointer_cases(generator: torch.Generator) -> list[Case]:
             pointed[1] = True
             pointed[1, 0] = False
         arguments = (
-            _randn(generator, batch, d),
-            _randn(generator, batch, n, d_e),
-            _randn(generator, attention, d),
-            _randn(generator, attention, d_e),
-            _randn(generator, attention),
+            randn(generator, batch, d),
+            randn(generator, batch, n, d_e),
+            randn(generator, attention, d),
+            randn(generator, attention, d_e),
+            randn(generator, attention),
             real & ~pointed,
         )
         cases.append(Case(f"{name}, some positions padding or already pointed", arguments))

@@ -53,6 +53,14 @@ class Case:
     kwargs: dict = field(default_factory=dict)
 
 
+def randn(
+    generator: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0
+) -> torch.Tensor:
+    """``scale`` × standard normal values of ``shape`` from a case family's ``generator``, drawn in
+    float64 and cast to ``dtype``: a float32 case holds the same numbers as its float64 twin."""
+    return (scale * torch.randn(*shape, generator=generator, dtype=torch.float64)).to(dtype)
+
+
 @dataclass(frozen=True)
 class Mistake:
     """A classic mistake: ``returns(*args, **kwargs)`` is what the mistaken code returns (or raises)."""
