@@ -18,7 +18,7 @@ TORCH_PIP_ARGS ?=
 JOBS ?= 2
 NBVAL_ARGS := -p no:cacheprovider --nbval-current-env --nbval-cell-timeout=600 -n $(JOBS) --dist loadscope
 STRICT := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
-# solutions/ are recorded with the portable kernels and 2 threads (course_utils/kernel_sets.py, RECORDING); strict
+# solutions/ are recorded with the portable kernels and 2 threads (course_utils/helpers/kernel_sets.py, RECORDING); strict
 # nbval runs them with this machine's own kernels and 1 thread (TESTING), so every `make test` proves that what it
 # compares does not depend on the floating-point path (docs/architecture.md, "What strict nbval compares").
 TESTING_KERNELS := env -u ATEN_CPU_CAPABILITY -u MKL_ENABLE_INSTRUCTIONS -u ONEDNN_MAX_CPU_ISA COURSE_THREADS=1
@@ -136,7 +136,7 @@ check-release: setup
 # metadata): make record NB=solutions/01_soft_weights.ipynb
 NB ?= solutions/*.ipynb
 record: setup
-	$(PY) -m course_utils.record $(NB)
+	$(PY) -m course_utils.tooling.record $(NB)
 
 # Grade a folder of submissions: SUBMISSIONS/<student>/<NN_name>.ipynb -> grades.csv, grades.json, feedback/
 SUBMISSIONS ?= submissions
@@ -146,7 +146,7 @@ grade: setup
 # Every asserted figure of the course under each kernel set x thread count x 3 seeds, with its smallest margin
 # (long: about an hour on 2 cores). make claims NB=solutions/02_bahdanau_attention.ipynb for one notebook.
 claims: setup
-	$(PY) -m course_utils.claims_report $(filter-out solutions/*.ipynb,$(NB)) --jobs $(JOBS) --out claims.json
+	$(PY) -m course_utils.tooling.claims_report $(filter-out solutions/*.ipynb,$(NB)) --jobs $(JOBS) --out claims.json
 
 # Naive vs tiled vs torch SDPA, n = 512..16384, forward and forward+backward: table, bench_results/bench.csv and .png
 bench: setup

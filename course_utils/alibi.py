@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.validation import require_positive_int
+from course_utils.helpers.validation import require_positive_int
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:

@@ -33,14 +33,14 @@ import math
 import torch
 from torch import nn
 
-from course_utils.softmax import masked_softmax
-from course_utils.validation import (
+from course_utils.helpers.validation import (
     require_dtype,
     require_mask,
     require_one_of,
     require_positive_int,
     require_shapes,
 )
+from course_utils.softmax import masked_softmax
 
 LUONG_SCORES = ("dot", "general", "concat")
 

@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.helpers.seeding import seeded
+from course_utils.helpers.validation import require_one_of, require_positive_int, require_shapes
 from course_utils.linear_attention import delta_rule_attention, delta_rule_write, linear_attention
 from course_utils.masks import causal_mask
 from course_utils.softmax import softmax
-from course_utils.validation import require_one_of, require_positive_int, require_shapes
 
 MIXERS = ("softmax", "sum rule", "delta rule")
 
@@ -161,8 +162,9 @@ def train_recall(
     Batches are drawn on the CPU from a generator seeded with ``seed`` and then moved, so a GPU
     run sees the same data.
     """
-    torch.manual_seed(seed)
-    model = RecallModel(mixer, num_keys + num_values, num_values, embed_dim, head_dim).to(device)
+    with seeded(seed):  # initial weights from ``seed``; the caller's random state is left alone
+        model = RecallModel(mixer, num_keys + num_values, num_values, embed_dim, head_dim)
+    model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     losses = []

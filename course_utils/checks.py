@@ -2,7 +2,8 @@
 
 A check cell in a notebook calls ``check("ex1_1_stable_softmax", stable_softmax)``. The check runs
 the exercise's visible cases (``course_utils.exercises``: the same case families, judge and named
-mistakes the grader uses, with a fixed seed) on the learner's function and
+mistakes the grader uses, with a fixed seed) on the learner's function, each case through
+``course_utils.feedback.run.run_case``, the step the grader's sandboxed child runs, and
 
 * prints one line on success, or
 * raises :class:`CheckFailed` whose one-line message names the failing case, what was wrong, the
@@ -21,18 +22,15 @@ import traceback
 from collections.abc import Callable
 
 from course_utils.exercises import all_exercises, find_exercise
-from course_utils.exercises.shortcuts import ShortcutWatch
-from course_utils.exercises.spec import (
-    Exercise,
+from course_utils.feedback import codec, messages
+from course_utils.feedback.prepared import (
     PreparedCase,
-    Raised,
-    as_received,
     judge_returned,
     matching_mistake,
     prepare_cases,
-    visible_seed,
 )
-from course_utils.grade import codec
+from course_utils.feedback.run import EncodedReturn, Raised, UsedShortcut, run_case
+from course_utils.feedback.spec import Exercise, visible_seed
 
 
 class CheckFailed(AssertionError):
@@ -69,52 +67,39 @@ def _where(error: BaseException) -> str:
     return f" (line {frame.lineno}: `{(frame.line or '').strip()}`)"
 
 
-def _bind_problem(fn: Callable, exercise: Exercise, args: list, kwargs: dict) -> str | None:
+def _bind_problem(fn: Callable, exercise: Exercise, case: PreparedCase) -> str | None:
     """Why ``fn`` cannot be called as the exercise calls it, or None."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return None
+    args, kwargs = case.sent.arguments()
     try:
         signature.bind(*args, **kwargs)
     except TypeError:
         name = getattr(fn, "__name__", type(fn).__name__)
-        return (
-            f"{name}{signature} cannot be called as {exercise.signature}: "
-            "keep the signature given in the exercise"
-        )
+        return messages.wrong_signature(name, str(signature), exercise.signature)
     return None
 
 
 def _run_case(fn: Callable, exercise: Exercise, case: PreparedCase) -> str | None:
     """None when ``fn`` gets the case right, else the one-line problem."""
-    args, kwargs = as_received(case.sent)
-    problem = _bind_problem(fn, exercise, args, kwargs)
+    problem = _bind_problem(fn, exercise, case)
     if problem:
         raise CheckFailed(problem)
-    with ShortcutWatch(exercise.forbidden_calls) as watch:
-        try:
-            returned = fn(*args, **kwargs)
-        except NotImplementedError as error:
-            hint = f" (hint: {error})" if str(error) else ""
-            raise CheckFailed(
-                f"not implemented yet: replace `raise NotImplementedError` with your code{hint}"
-            ) from None
-        except Exception as error:  # the learner's bug, reported where it happened
-            mistake = matching_mistake(exercise, case, Raised(type(error).__name__, str(error)))
-            if mistake:
-                return f"raised {type(error).__name__}{_where(error)}; {mistake.message}"
-            return f"raised {type(error).__name__}: {error}{_where(error)}"
-    if watch.used:
-        raise CheckFailed(forbidden_message(exercise, watch.used))
-    return judge_returned(exercise, case, codec.decode_output(codec.encode(returned)))
-
-
-def forbidden_message(exercise: Exercise, used: list[str]) -> str:
-    return (
-        f"calls {used[0]}, which does this exercise for you: write "
-        f"{exercise.function_name} from basic tensor operations (a forbidden shortcut scores 0)"
-    )
+    outcome = run_case(fn, case.sent)
+    if isinstance(outcome, UsedShortcut):
+        raise CheckFailed(messages.forbidden_shortcut(outcome.name, exercise.function_name))
+    if isinstance(outcome, Raised):
+        if isinstance(outcome.error, NotImplementedError):
+            raise CheckFailed(messages.not_implemented(outcome.message)) from None
+        mistake = matching_mistake(exercise, case, outcome)
+        where = _where(outcome.error)
+        if mistake:
+            return messages.raised(outcome.type, where, mistake.message)
+        return messages.raised(f"{outcome.type}: {outcome.message}", where)
+    assert isinstance(outcome, EncodedReturn)
+    return judge_returned(exercise, case, codec.decode_output(outcome.output))
 
 
 def _check_exercise(exercise: Exercise, fn: Callable) -> int:
@@ -141,10 +126,7 @@ def check(name: str, fn: Callable) -> None:
     if exercise is None:
         raise ValueError(f"unknown check {name!r}; known checks: {', '.join(available_checks())}")
     if not callable(fn):
-        raise CheckFailed(
-            f"expected a function to call as {exercise.signature}, got {type(fn).__name__}",
-            name=name,
-        )
+        raise CheckFailed(messages.not_a_function(exercise.signature, type(fn).__name__), name=name)
     try:
         passed = _check_exercise(exercise, fn)
     except CheckFailed as failure:

@@ -13,8 +13,8 @@ import math
 
 import torch
 
+from course_utils.helpers.validation import check_qkv
 from course_utils.softmax import masked_softmax
-from course_utils.validation import check_qkv
 
 __all__ = ["check_qkv", "scaled_dot_product_attention"]
 

@@ -17,6 +17,7 @@ at a time, so the extra memory is O(n · d), not O(n²).
 This module is the algorithm written to be read beside the notebook, one equation per line:
 
 * :func:`online_softmax_stats` — the running (m, l) of a score matrix, in one pass over blocks;
+* :func:`tile_sizes` — the tile sizes every tiled attention of the course uses;
 * :func:`tile_kind`, :func:`tile_schedule`, :func:`count_tiles` — which tiles a causal mask lets
   us skip (every key after every query), compute fully, or compute with a mask (the diagonal);
 * :func:`flash_attention_forward` — the tiled forward pass, returning (out, lse), with an
@@ -37,16 +38,17 @@ in float32 and the result is cast back.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from course_utils.dot_product import check_qkv
+from course_utils.helpers.validation import check_block_size
 
 DEFAULT_BLOCK_Q = 512
 DEFAULT_BLOCK_K = 512
+GPU_KERNEL_BLOCK = 64  # the Triton kernel's default tile side (flash_triton.py)
 
 TILE_FULL = "full"  # every key in the tile is visible to every query in it
 TILE_PARTIAL = "partial"  # on the causal diagonal: some pairs are masked
@@ -117,19 +119,32 @@ def tile_kind(q_start: int, q_stop: int, k_start: int, k_stop: int, causal: bool
     return TILE_PARTIAL
 
 
-def check_block_size(name: str, block: int | None, default: int, length: int) -> int:
-    """A block size: None means ``default``; a block longer than the sequence is clamped to it."""
-    if block is None:
-        block = default
-    try:
-        if isinstance(block, bool):
-            raise TypeError
-        block = operator.index(block)  # accepts numpy integers, rejects 2.5 and "64"
-    except TypeError:
-        raise TypeError(f"{name} must be a positive int or None, got {block!r}") from None
-    if block < 1:
-        raise ValueError(f"{name} must be >= 1, got {block}")
-    return max(1, min(block, length))
+def tile_sizes(
+    n_q: int,
+    n_k: int,
+    block_q: int | None = None,
+    block_k: int | None = None,
+    gpu_kernel: bool = False,
+) -> tuple[int, int]:
+    """The (block_q, block_k) a tiled attention over n_q queries and n_k keys uses; None = the default.
+
+    The one place tile sizes are decided, for ``flash``, ``flash_fast``, ``flash_triton`` and the
+    benchmark's record of them. On the CPU a block longer than its sequence is clamped to it
+    (default 512). A GPU kernel (``gpu_kernel=True``, default 64) compiles one block shape: each
+    side must be a power of two >= 16, and rows past the sequence are masked instead of clamped.
+    """
+    if not gpu_kernel:
+        return (
+            check_block_size("block_q", block_q, DEFAULT_BLOCK_Q, n_q),
+            check_block_size("block_k", block_k, DEFAULT_BLOCK_K, n_k),
+        )
+    sizes = []
+    for name, block in (("block_q", block_q), ("block_k", block_k)):
+        block = check_block_size(name, block, GPU_KERNEL_BLOCK, length=None)
+        if block < 16 or block & (block - 1):
+            raise ValueError(f"{name} must be a power of two >= 16, got {block}")
+        sizes.append(block)
+    return sizes[0], sizes[1]
 
 
 def tile_schedule(
@@ -146,8 +161,7 @@ def tile_schedule(
     for name, length in (("n_q", n_q), ("n_k", n_k)):
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise ValueError(f"{name} must be an int >= 0, got {length!r}")
-    block_q = check_block_size("block_q", block_q, DEFAULT_BLOCK_Q, n_q)
-    block_k = check_block_size("block_k", block_k, DEFAULT_BLOCK_K, n_k)
+    block_q, block_k = tile_sizes(n_q, n_k, block_q, block_k)
     tiles = []
     for q_index, q_start in enumerate(range(0, n_q, block_q)):
         q_stop = min(q_start + block_q, n_q)
@@ -353,9 +367,7 @@ def check_flash_inputs(q, k, v, causal, block_q=None, block_k=None) -> tuple[int
         raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be True or False, got {causal!r}")
-    block_q = check_block_size("block_q", block_q, DEFAULT_BLOCK_Q, q.shape[-2])
-    block_k = check_block_size("block_k", block_k, DEFAULT_BLOCK_K, k.shape[-2])
-    return block_q, block_k
+    return tile_sizes(q.shape[-2], k.shape[-2], block_q, block_k)
 
 
 def in_compute_dtype(tensor: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ call reads and writes a whole tile through memory:
 * **Diagonal strips.** A causal diagonal tile is computed in strips of ``DIAGONAL_STRIP_ROWS``
   query rows, each only as wide as the keys its rows may see: 10/16 of a 512 × 512 tile.
 
-The benchmark (``course_utils.bench``, method ``tiled``) and notebook 07's timings use this module.
+The benchmark (``course_utils.benchmark.bench``, method ``tiled``) and notebook 07's timings use this module.
 """
 
 from __future__ import annotations

@@ -145,28 +145,28 @@ def triton_flash_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     causal: bool = False,
-    block_q: int = 64,
-    block_k: int = 64,
+    block_q: int | None = None,
+    block_k: int | None = None,
 ) -> torch.Tensor:
     """Forward-only fused flash attention on the GPU: q, k, v (..., n, d) with d in 16/32/64/128.
+
+    ``block_q`` and ``block_k`` (default 64) are powers of two >= 16 (``flash.tile_sizes``).
 
     float32 inputs use full-precision (IEEE) dot products, not TF32, so the result matches
     ``torch.nn.functional.scaled_dot_product_attention`` to ~1e-6.
     """
     require_triton(q.device)
-    from course_utils.flash import check_flash_inputs
+    from course_utils.flash import check_flash_inputs, tile_sizes
 
     check_flash_inputs(q, k, v, causal)
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    block_q, block_k = tile_sizes(n_q, n_k, block_q, block_k, gpu_kernel=True)
     head_dim = q.shape[-1]
     if head_dim not in SUPPORTED_HEAD_DIMS or v.shape[-1] != head_dim:
         raise ValueError(
             f"the Triton kernel needs d = d_v in {SUPPORTED_HEAD_DIMS}, got q {tuple(q.shape)} "
             f"and v {tuple(v.shape)}; use course_utils.flash.flash_attention instead"
         )
-    for name, block in (("block_q", block_q), ("block_k", block_k)):
-        if block < 16 or block & (block - 1):
-            raise ValueError(f"{name} must be a power of two >= 16, got {block}")
-    n_q, n_k = q.shape[-2], k.shape[-2]
     queries, keys, values = (t.reshape(-1, t.shape[-2], head_dim).contiguous() for t in (q, k, v))
     out = torch.empty_like(queries)
     if n_q == 0:

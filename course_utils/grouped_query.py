@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.validation import (
+from course_utils.helpers.validation import (
     require_divides,
     require_mask,
     require_positive_int,

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.helpers.validation import require_positive_int, require_shapes
 from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
-from course_utils.validation import require_positive_int, require_shapes
 
 
 def kv_cache_bytes(

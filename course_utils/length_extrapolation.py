@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from course_utils.adam_loop import train_with_adam
+from course_utils.helpers.adam_loop import train_with_adam
+from course_utils.helpers.validation import require_number_above, require_positive_int
 from course_utils.tiny_decoder import TinyDecoder
-from course_utils.validation import require_number_above, require_positive_int
 
 
 @dataclass(frozen=True)

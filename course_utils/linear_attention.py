@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_utils.validation import require_dtype, require_same_dtype, require_shapes
+from course_utils.helpers.validation import require_dtype, require_same_dtype, require_shapes
 
 __all__ = [
     "delta_rule_attention",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.validation import require_dtype, require_positive_int, require_shapes
+from course_utils.helpers.validation import require_dtype, require_positive_int, require_shapes
 
 
 def causal_mask(n: int, device: torch.device | str | None = None) -> torch.Tensor:

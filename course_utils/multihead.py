@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.validation import (
+from course_utils.helpers.validation import (
     require_broadcastable,
     require_divides,
     require_mask,

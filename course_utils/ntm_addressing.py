@@ -26,8 +26,8 @@ from typing import NamedTuple
 
 import torch
 
+from course_utils.helpers.validation import require_dtype, require_shapes
 from course_utils.softmax import softmax
-from course_utils.validation import require_dtype, require_shapes
 
 SHIFT_OFFSETS = (-1, 0, 1)  # the offsets o of the shift distribution s_o, in this order
 EPSILON = 1e-8  # the smallest norm cos() divides by

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.timing import interleaved_seconds
-from course_utils.validation import require_positive_int, require_shapes
+from course_utils.helpers.timing import interleaved_seconds
+from course_utils.helpers.validation import require_positive_int, require_shapes
 
 
 def perceiver_cross_attention(
@@ -56,7 +56,7 @@ def attention_costs(
       one call (this process's CPU time). Each round times every length once, back to back (the fast
       Perceiver 10 calls at a time), so a burst of load on the machine hits the lengths of one round
       alike: compare lengths within a round, then take the median over the rounds
-      (:func:`course_utils.timing.growth`);
+      (:func:`course_utils.helpers.timing.growth`);
     * ``perceiver_weights_bytes`` and ``self_attention_weights_bytes``: the size of the weights
       tensor each one builds, m · n and n · n numbers.
     """

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.alignment import AdditiveAttention, additive_scores
+from course_utils.helpers.seeding import seeded
+from course_utils.helpers.validation import require_dtype, require_positive_int, require_shapes
 from course_utils.masks import padding_mask
 from course_utils.softmax import masked_softmax
-from course_utils.validation import require_dtype, require_positive_int, require_shapes
 
 __all__ = [
     "PointerNetwork",
@@ -150,8 +151,9 @@ def train_sorter(
     Batches are drawn on the CPU from a generator seeded with ``seed``, then moved: a GPU run
     sees the same data. Returns the model and the loss (cross-entropy per pointer step) per step.
     """
-    torch.manual_seed(seed)
-    model = PointerNetwork(hidden_dim, hidden_dim, mask_pointed).to(device)
+    with seeded(seed):  # initial weights from ``seed``; the caller's random state is left alone
+        model = PointerNetwork(hidden_dim, hidden_dim, mask_pointed)
+    model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     losses = []

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from course_utils.helpers.validation import require_number_above, require_shapes
 from course_utils.softmax import softmax
-from course_utils.validation import require_number_above, require_shapes
 
 
 def soft_lookup(

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from course_utils.validation import require_number_above, require_positive_int
+from course_utils.helpers.validation import require_number_above, require_positive_int
 
 
 def positional_frequencies(d: int, base: float = 10000.0) -> torch.Tensor:

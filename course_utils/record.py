@@ -1,68 +1,12 @@
-"""Execute solution notebooks in place, storing their outputs (what strict nbval compares against).
+"""Stand-in: ``course_utils.record`` moved to ``course_utils.tooling.record``.
 
-    python -m course_utils.record solutions/01_soft_weights.ipynb [more.ipynb ...]
-
-Runs on the CPU, in the current environment's kernel, with the portable kernel set and two threads
-(``kernel_sets.RECORDING``): ``make test`` re-runs them with the machine's own kernels and one thread,
-so every strict nbval run checks that the stored outputs do not depend on the floating-point path.
-Each notebook is stamped with how it was recorded (``metadata.course_recording``); a test checks the
-stamp, so a notebook saved from JupyterLab with outputs from another path cannot slip in.
+Kept so that ``python -m course_utils.record`` keeps working: importing this module gives the moved module itself.
 """
 
-from __future__ import annotations
-
-import argparse
-import os
 import sys
-import time
-from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-
-from course_utils.kernel_sets import RECORDING, environment
-
-RECORDING_METADATA = "course_recording"
-
-
-def record(path: Path, timeout: int = 600) -> float:
-    """Execute ``path`` top to bottom, write the outputs back, return the seconds it took."""
-    notebook = nbformat.read(path, as_version=4)
-    recording_env = environment(RECORDING["kernel_set"], RECORDING["threads"])  # read by the kernel
-    recording_env["COURSE_DEVICE"] = "cpu"
-    recording_env.pop("COURSE_REQUIRE_CUDA", None)
-    os.environ.clear()
-    os.environ.update(recording_env)
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    elapsed = time.perf_counter() - start
-    for cell in notebook.cells:
-        cell.metadata.pop("execution", None)
-    notebook.metadata[RECORDING_METADATA] = dict(RECORDING)
-    nbformat.write(notebook, path)
-    return elapsed
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m course_utils.record", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("notebooks", nargs="+", type=Path)
-    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
-    args = parser.parse_args(argv)
-    for path in args.notebooks:
-        if not path.is_file():
-            print(f"no such notebook: {path}", file=sys.stderr)
-            return 2
-        print(f"recorded {path} in {record(path, args.timeout):.1f} s")
-    return 0
-
+from course_utils.tooling import record as _moved
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_moved.main())
+sys.modules[__name__] = _moved

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from course_utils.helpers.validation import require_dtype, require_number_above, require_shapes
 from course_utils.positional import positional_frequencies
-from course_utils.validation import require_dtype, require_number_above, require_shapes
 
 
 def rope_angles(positions: torch.Tensor, d: int, base: float = 10000.0) -> torch.Tensor:

@@ -28,7 +28,7 @@ from course_utils.flash import (
     check_flash_inputs,
     in_compute_dtype,
 )
-from course_utils.validation import require_positive_int
+from course_utils.helpers.validation import require_positive_int
 
 
 def sliding_window_mask(

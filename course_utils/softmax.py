@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.validation import require_dim, require_dtype, require_mask
+from course_utils.helpers.validation import require_dim, require_dtype, require_mask
 
 # Half-precision inputs are computed in float32 and cast back: exp() of fp16 saturates at 65504.
 _UPCAST = (torch.float16, torch.bfloat16)

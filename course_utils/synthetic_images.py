@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from course_utils.validation import require_number_above, require_positive_int
+from course_utils.helpers.validation import require_number_above, require_positive_int
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from torch import nn
 
 from course_utils.alibi import alibi_bias
 from course_utils.grouped_query import mean_pool_heads
+from course_utils.helpers.validation import require_divides, require_one_of, require_positive_int
 from course_utils.masks import causal_mask
 from course_utils.multihead import merge_heads, split_heads
 from course_utils.positional import sinusoidal_positional_encoding
 from course_utils.rotary import apply_rope
 from course_utils.softmax import masked_softmax
 from course_utils.transformer import position_wise_feed_forward
-from course_utils.validation import require_divides, require_one_of, require_positive_int
 
 POSITION_SCHEMES = ("sinusoidal", "rope", "alibi")
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from course_utils.helpers.validation import require_dtype, require_positive_int, require_shapes
 from course_utils.kv_cache import KVCache, cached_self_attention
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention
 from course_utils.positional import sinusoidal_positional_encoding
 from course_utils.seq2seq.data import TranslationData, make_batch
 from course_utils.seq2seq.model import Seq2Seq
-from course_utils.validation import require_dtype, require_positive_int, require_shapes
 
 
 def warmup_schedule(step: int, d_model: int, warmup_steps: int) -> float:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 
+from course_utils.helpers.seeding import seeded
 from course_utils.seq2seq.data import TranslationData, make_data
 from course_utils.seq2seq.evaluation import evaluate
 from course_utils.seq2seq.model import Seq2Seq
@@ -81,32 +82,31 @@ def train_transformer(
 
     ``schedule(step, d_model, warmup_steps)`` is the warm-up formula (notebook 08 passes the
     learner's); the blocks are the classes the model is made of (notebook 08 passes the learner's).
-    Both come back in evaluation mode.
+    Both come back in evaluation mode. The run is seeded with ``seed`` (torch, Python, NumPy) and
+    leaves the caller's random state as it was.
     """
-    from course_utils.runtime import seed_everything
+    with seeded(seed):  # as seed_everything(seed) would, but the caller's random state is kept
+        network = build_transformer(data, use_positions, encoder_block, decoder_block)
+        if device is not None:
+            network = network.to(device)
+        model = as_seq2seq(network, data, name="transformer" if use_positions else "no positions")
+        d_model, warmup = RECIPE["d_model"], RECIPE["warmup_steps"]
+        peak = schedule(warmup, d_model, warmup)
 
-    seed_everything(seed)
-    network = build_transformer(data, use_positions, encoder_block, decoder_block)
-    if device is not None:
-        network = network.to(device)
-    model = as_seq2seq(network, data, name="transformer" if use_positions else "no positions")
-    d_model, warmup = RECIPE["d_model"], RECIPE["warmup_steps"]
-    peak = schedule(warmup, d_model, warmup)
+        def relative_rate(step: int) -> float:  # lr(s) / peak_lr = schedule(s) / schedule(warmup)
+            return schedule(step, d_model, warmup) / peak
 
-    def relative_rate(step: int) -> float:  # lr(s) / peak_lr = schedule(s) / schedule(warmup)
-        return schedule(step, d_model, warmup) / peak
-
-    log = train(
-        model,
-        data,
-        steps=steps,
-        batch_size=RECIPE["batch_size"],
-        lr=RECIPE["peak_lr"],
-        seed=seed,
-        progress=progress,
-        lr_schedule=relative_rate,
-        foreach=True,
-    )
+        log = train(
+            model,
+            data,
+            steps=steps,
+            batch_size=RECIPE["batch_size"],
+            lr=RECIPE["peak_lr"],
+            seed=seed,
+            progress=progress,
+            lr_schedule=relative_rate,
+            foreach=True,
+        )
     return network.eval(), model.eval(), log
 
 
@@ -136,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from course_utils.helpers.runtime import seed_everything
+
     args = _parser().parse_args(argv)
+    seed_everything(args.seed)  # threads and TF32 as every notebook sets them
     data = make_data(num_pairs=6000, held_out=600, seed=0)  # notebooks 02 and 08's data
     network, model, log = train_transformer(
         data, use_positions=not args.no_positions, seed=args.seed, steps=args.steps

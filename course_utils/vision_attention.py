@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.validation import require_positive_int, require_shapes
+from course_utils.helpers.validation import require_positive_int, require_shapes
 
 
 def squeeze_excitation(

@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_utils.adam_loop import train_with_adam
+from course_utils.helpers.adam_loop import train_with_adam
+from course_utils.helpers.validation import require_number_above, require_positive_int
 from course_utils.synthetic_images import ChannelObjectTask, inside_boxes
-from course_utils.validation import require_number_above, require_positive_int
 from course_utils.vision_attention import SpatialAttention, SqueezeExcitation
 
 

@@ -1,4 +1,4 @@
-"""course_utils.bench: a smoke run in fresh processes, skips, CSV/plot output, argument checks."""
+"""course_utils.benchmark.bench: a smoke run in fresh processes, skips, CSV/plot output, argument checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import subprocess
 import pytest
 import torch
 
-from course_utils import bench, bench_report, flash, flash_fast
-from course_utils.bench import BenchCase, estimated_naive_bytes, run_case
+from course_utils import flash, flash_fast
+from course_utils.benchmark import bench, bench_report, cli
+from course_utils.benchmark.bench import BenchCase, estimated_naive_bytes, run_case
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,7 @@ def test_each_method_runs_its_library_function(monkeypatch, method, module, name
 
 
 def test_main_writes_table_csv_and_plot(tmp_path, capsys):
-    code = bench.main(
+    code = cli.main(
         ["--sizes", "128", "256", "--methods", "tiled", "--modes", "forward", "--causal", "no",
          "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]
     )  # fmt: skip
@@ -123,4 +124,17 @@ def test_bad_cases_are_rejected(settings, needle):
 
 def test_command_line_rejects_bad_sizes():
     with pytest.raises(SystemExit):
-        bench.parse_args(["--sizes", "0"])
+        cli.parse_args(["--sizes", "0"])
+
+
+def test_the_rows_record_the_tile_sizes_actually_used():
+    """flash.tile_sizes decides them: clamped to n on the CPU, 64 for the GPU kernel, none untiled."""
+    assert bench.tile_sizes_used(BenchCase("tiled", "forward", False, 100)) == (100, 100)
+    assert bench.tile_sizes_used(BenchCase("tiled", "forward", False, 2048, block_q=256)) == (
+        256,
+        512,
+    )
+    assert bench.tile_sizes_used(BenchCase("triton", "forward", False, 100)) == (64, 64)
+    assert bench.tile_sizes_used(BenchCase("sdpa", "forward", False, 100)) == (None, None)
+    row = bench._row(BenchCase("textbook", "forward", True, 40, block_q=8), "skipped", "why")
+    assert (row["block_q"], row["block_k"], row["note"]) == (8, 40, "why")

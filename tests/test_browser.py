@@ -10,6 +10,7 @@ with the reason, only when no browser could be installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -37,7 +38,7 @@ HEAD_EXPLORER_CELLS = (
     "from IPython.display import display\n"
     "from course_utils import seq2seq\n"
     "from course_utils.transformer import Seq2SeqTransformer\n"
-    "from course_utils.widgets import HeadExplorer",
+    "from course_utils.display.widgets import HeadExplorer",
     "data = seq2seq.make_data(num_pairs=200, held_out=20, seed=0)\n"
     "model = Seq2SeqTransformer(len(data.source_vocab), len(data.target_vocab), d_model=16, num_heads=4).eval()\n"
     "batch = seq2seq.make_batch(data.held_out[:3], data.source_vocab, data.target_vocab)\n"
@@ -172,71 +173,67 @@ def open_and_run(page, base_url: str, notebook: str) -> None:
     assert "Error" not in error_text, f"a cell failed in the browser: {error_text[:500]}"
 
 
-def test_notebook_01_runs_and_its_widget_redraws_in_jupyterlab(jupyterlab, tmp_path):
+@contextlib.contextmanager
+def explorer_after_running(base_url: str, notebook: str):
+    """Chromium with ``notebook`` run in JupyterLab: yields (page, the first output with a slider)."""
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            open_and_run(page, jupyterlab, NOTEBOOK)
-
+            open_and_run(page, base_url, notebook)
             # The explorer: a slider rendered by the ipywidgets front end, with its own figure.
             explorer = page.locator(
                 ".jp-OutputArea-output", has=page.locator(".widget-slider")
             ).first
             explorer.scroll_into_view_if_needed()
-            handle = explorer.locator(".noUi-handle").first
-            handle.wait_for(timeout=30_000)
-            figure = explorer.locator("img").first
-            figure.wait_for(timeout=30_000)
-            before_src = figure.get_attribute("src")
-            before_readout = explorer.locator(".widget-readout").first.inner_text()
-
-            drag(page, handle, explorer.locator(".noUi-target").first, to_right=False)
-
-            wait_for_redraw(page, figure, before_src, tmp_path, "the temperature slider")
-            after_readout = explorer.locator(".widget-readout").first.inner_text()
-            assert after_readout != before_readout, "the slider's value did not change"
-            assert float(after_readout) < float(before_readout), "dragging left should lower T"
-
-            # The regression figure with the alignment-matrix heatmap (a PNG output of its own).
-            images = page.locator(".jp-RenderedImage img")
-            assert images.count() >= 2, "expected the explorer figure and the heatmap figure"
-            heatmap = images.nth(images.count() - 1)
-            heatmap.scroll_into_view_if_needed()
-            assert heatmap.evaluate("img => img.naturalWidth") > 400
-            explorer.scroll_into_view_if_needed()
-            page.screenshot(path=str(tmp_path / "jupyterlab_notebook01.png"))
-            assert (tmp_path / "jupyterlab_notebook01.png").stat().st_size > 10_000
+            yield page, explorer
         finally:
             browser.close()
+
+
+def test_notebook_01_runs_and_its_widget_redraws_in_jupyterlab(jupyterlab, tmp_path):
+    with explorer_after_running(jupyterlab, NOTEBOOK) as (page, explorer):
+        handle = explorer.locator(".noUi-handle").first
+        handle.wait_for(timeout=30_000)
+        figure = explorer.locator("img").first
+        figure.wait_for(timeout=30_000)
+        before_src = figure.get_attribute("src")
+        before_readout = explorer.locator(".widget-readout").first.inner_text()
+
+        drag(page, handle, explorer.locator(".noUi-target").first, to_right=False)
+
+        wait_for_redraw(page, figure, before_src, tmp_path, "the temperature slider")
+        after_readout = explorer.locator(".widget-readout").first.inner_text()
+        assert after_readout != before_readout, "the slider's value did not change"
+        assert float(after_readout) < float(before_readout), "dragging left should lower T"
+
+        # The regression figure with the alignment-matrix heatmap (a PNG output of its own).
+        images = page.locator(".jp-RenderedImage img")
+        assert images.count() >= 2, "expected the explorer figure and the heatmap figure"
+        heatmap = images.nth(images.count() - 1)
+        heatmap.scroll_into_view_if_needed()
+        assert heatmap.evaluate("img => img.naturalWidth") > 400
+        explorer.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "jupyterlab_notebook01.png"))
+        assert (tmp_path / "jupyterlab_notebook01.png").stat().st_size > 10_000
 
 
 def test_notebook_08s_head_explorer_redraws_when_the_head_slider_moves(jupyterlab, tmp_path):
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            open_and_run(page, jupyterlab, HEAD_EXPLORER_NOTEBOOK)
-            explorer = page.locator(
-                ".jp-OutputArea-output", has=page.locator(".widget-slider")
-            ).first
-            explorer.scroll_into_view_if_needed()
-            sliders = explorer.locator(".widget-slider")
-            assert sliders.count() == 3, "expected the sentence, layer and head sliders"
-            head_slider = sliders.nth(2)
-            assert "head" in head_slider.inner_text()
-            handle = head_slider.locator(".noUi-handle").first
-            handle.wait_for(timeout=30_000)
-            figure = explorer.locator("img").first
-            figure.wait_for(timeout=30_000)
-            before_src = figure.get_attribute("src")
-            readout = head_slider.locator(".widget-readout").first
-            assert readout.inner_text().strip() == "0"
+    with explorer_after_running(jupyterlab, HEAD_EXPLORER_NOTEBOOK) as (page, explorer):
+        sliders = explorer.locator(".widget-slider")
+        assert sliders.count() == 3, "expected the sentence, layer and head sliders"
+        head_slider = sliders.nth(2)
+        assert "head" in head_slider.inner_text()
+        handle = head_slider.locator(".noUi-handle").first
+        handle.wait_for(timeout=30_000)
+        figure = explorer.locator("img").first
+        figure.wait_for(timeout=30_000)
+        before_src = figure.get_attribute("src")
+        readout = head_slider.locator(".widget-readout").first
+        assert readout.inner_text().strip() == "0"
 
-            drag(page, handle, head_slider.locator(".noUi-target").first, to_right=True)
+        drag(page, handle, head_slider.locator(".noUi-target").first, to_right=True)
 
-            wait_for_redraw(page, figure, before_src, tmp_path, "the head slider")
-            assert readout.inner_text().strip() == "3", "dragging right should pick the last head"
-            page.screenshot(path=str(tmp_path / "jupyterlab_head_explorer.png"))
-        finally:
-            browser.close()
+        wait_for_redraw(page, figure, before_src, tmp_path, "the head slider")
+        assert readout.inner_text().strip() == "3", "dragging right should pick the last head"
+        page.screenshot(path=str(tmp_path / "jupyterlab_head_explorer.png"))

@@ -206,7 +206,7 @@ def test_calling_a_blocks_own_forward_through_the_module_is_a_forbidden_shortcut
 
 
 def test_a_number_judge_wants_a_number_close_to_the_answer():
-    from course_utils.exercises.judge import number
+    from course_utils.feedback.judge import number
 
     judge = number("lr", rtol=1e-9)
     assert judge(0.5, 0.5) is None and judge(1, 1.0) is None

@@ -351,7 +351,7 @@ def test_ex6_3_multi_head_attention():
 
 
 def test_mask_explorer_follows_its_controls():
-    from course_utils.widgets import MaskExplorer
+    from course_utils.display.widgets import MaskExplorer
 
     explorer = MaskExplorer(length=6, real_length=4, kind="causal + padding")
     assert explorer.redraws == 1
@@ -382,7 +382,7 @@ def test_mask_explorer_follows_its_controls():
 
 
 def test_mask_explorer_rejects_bad_arguments():
-    from course_utils.widgets import MaskExplorer
+    from course_utils.display.widgets import MaskExplorer
 
     with pytest.raises(ValueError, match="kind must be one of"):
         MaskExplorer(kind="future")

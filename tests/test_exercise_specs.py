@@ -18,16 +18,9 @@ import pytest
 
 from course_utils.checks import CheckFailed, check
 from course_utils.exercises import all_exercises
-from course_utils.exercises.spec import (
-    NOT_APPLICABLE,
-    Exercise,
-    Raised,
-    Returned,
-    call,
-    hidden_seed,
-    prepare_cases,
-    visible_seed,
-)
+from course_utils.feedback.prepared import Returned, call, prepare_cases
+from course_utils.feedback.run import Raised
+from course_utils.feedback.spec import NOT_APPLICABLE, Exercise, hidden_seed, visible_seed
 from course_utils.grade.cases import HiddenCases
 from course_utils.grade.submission import load_released
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -17,8 +18,9 @@ import torch
 from course_utils import seq2seq
 from course_utils.checks import CheckFailed, check
 from course_utils.exercises import find_exercise
-from course_utils.exercises.spec import Raised, call
-from course_utils.grade import codec
+from course_utils.feedback import codec
+from course_utils.feedback.prepared import call
+from course_utils.feedback.run import Raised
 from course_utils.grade.cases import HiddenCases
 from course_utils.masks import padding_mask
 from course_utils.softmax import masked_softmax
@@ -337,20 +339,21 @@ def test_module_input_round_trip_rebuilds_the_same_module():
 
     torch.manual_seed(5)
     attention = AdditiveAttention(3, 4, 5)
-    sent = codec.ModuleInput(
-        "course_utils.alignment.AdditiveAttention", (3, 4, 5), attention.state_dict()
-    )
+    sent = codec.ModuleInput(AdditiveAttention, (3, 4, 5), attention.state_dict())
     state_before = torch.random.get_rng_state()
-    rebuilt = codec.decode_input(json.loads(json.dumps(codec.encode(sent))))
+    encoded = json.loads(json.dumps(codec.encode(sent)))
+    rebuilt = codec.decode_input(encoded, input_modules=(AdditiveAttention,))
     assert torch.equal(torch.random.get_rng_state(), state_before)  # learner's RNG untouched
     query, keys = torch.randn(2, 3), torch.randn(2, 6, 4)
     for mine, theirs in zip(attention(query, keys, keys), rebuilt(query, keys, keys), strict=True):
         assert torch.equal(mine, theirs)
     with pytest.raises(ValueError, match="must be one of"):
-        codec.ModuleInput("os.system", (), {})
+        codec.ModuleInput(os.system, (), {})
     forged = {"kind": "module", "constructor": "os.system", "arguments": [], "state": {}}
-    with pytest.raises(ValueError, match="INPUT_MODULES"):
-        codec.decode_input(forged)
+    with pytest.raises(ValueError, match="input_modules"):
+        codec.decode_input(forged, input_modules=(AdditiveAttention,))
+    with pytest.raises(ValueError, match="input_modules"):  # a real class the exercise did not list
+        codec.decode_input(encoded)
 
 
 def test_checks_do_not_touch_the_global_rng():

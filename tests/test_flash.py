@@ -277,6 +277,19 @@ def test_bad_block_sizes(block):
         flash_attention(q, k, v, block_q=block)
 
 
+def test_tile_sizes_are_decided_in_one_place():
+    from course_utils.flash import tile_sizes
+
+    assert tile_sizes(6, 2000) == (6, 512)  # clamped to n on the CPU, 512 by default
+    assert tile_sizes(6, 2000, 4, None) == (4, 512)
+    assert tile_sizes(6, 2000, gpu_kernel=True) == (64, 64)  # the GPU kernel masks, never clamps
+    assert tile_sizes(6, 2000, 128, 16, gpu_kernel=True) == (128, 16)
+    with pytest.raises(ValueError, match="block_k must be a power of two >= 16, got 24"):
+        tile_sizes(6, 2000, 64, 24, gpu_kernel=True)
+    with pytest.raises(TypeError, match="block_q must be a positive int or None"):
+        tile_sizes(6, 6, 2.5)
+
+
 def test_causal_must_be_bool():
     q, k, v = random_qkv(1, 6, 8)
     with pytest.raises(TypeError, match="causal"):
@@ -295,7 +308,7 @@ def test_blocks_larger_than_n_are_clamped():
 
 
 def test_tile_explorer_steps_without_a_browser():
-    from course_utils.widgets import TileExplorer
+    from course_utils.display.widgets import TileExplorer
 
     explorer = TileExplorer(n=12, block=4, causal=True)
     assert len(explorer.steps) == 6 and explorer.skipped == 3  # 3 + 2 + 1 tiles computed

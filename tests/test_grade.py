@@ -19,16 +19,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils.exercises.judge import close
-from course_utils.grade import cli, codec, seccomp
+from course_utils.feedback import codec
+from course_utils.feedback.judge import close
+from course_utils.grade import cli, seccomp
 from course_utils.grade.cases import draw_cases, gradable_notebooks
 from course_utils.grade.protocol import ChildRun
 from course_utils.grade.report import COLUMNS, feedback_markdown
-from course_utils.grade.results import Outcome, Row
+from course_utils.grade.results import ExerciseRun, Row
 from course_utils.grade.runner import Settings
 from course_utils.grade.sandbox import Limits, Sandbox
 from course_utils.grade.submission import load_released, read_submission
-from course_utils.install_cell import INSTALL_CELL_ID
+from course_utils.tooling.install_cell import INSTALL_CELL_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "01_soft_weights.ipynb"
@@ -752,7 +753,7 @@ def _items():
 def test_forged_or_out_of_order_events_are_violations(events, reason):
     settings = Settings(sandbox=Sandbox("none"), limits=Limits())
     run = ChildRun(FakeChild([{"event": "ready", "seccomp": True}, *events]), _items(), settings)
-    outcomes: dict[str, Outcome] = {}
+    outcomes: dict[str, ExerciseRun] = {}
     with pytest.raises(Exception) as info:
         run.run(outcomes)
     assert info.value.status == "error" and reason in info.value.reason, info.value.reason

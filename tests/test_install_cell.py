@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.install_cell import INSTALL_CELL
+from course_utils.tooling.install_cell import INSTALL_CELL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,7 +77,8 @@ def test_the_wheel_away_from_the_repository(tmp_path):
     # The learner's wheel holds no hidden test: the grader draws hidden inputs with a seed chosen at
     # grading time from the same public case families, and computes expected values then.
     packaged = zipfile.ZipFile(wheel).namelist()
-    assert "course_utils/exercises/spec.py" in packaged
+    assert "course_utils/feedback/spec.py" in packaged
+    assert "course_utils/exercises/soft_weights.py" in packaged
     assert not [name for name in packaged if "hidden" in name], packaged
     kernel_dir = tmp_path / "kernel"
     kernel_dir.mkdir()
@@ -129,7 +130,7 @@ def test_the_wheel_away_from_the_repository(tmp_path):
 # What the package may import at module level without declaring it: optional extras, and what the
 # kernel that runs the notebooks always has.
 OPTIONAL_IMPORTS = {
-    "ipywidgets": "widgets",  # course_utils.widgets: the [widgets] / [lab] extra
+    "ipywidgets": "widgets",  # course_utils.display.widgets: the [widgets] / [lab] extra
     "IPython": "kernel",  # every Jupyter kernel has it
     "nbclient": "lab",  # record.py and course-progress
     "ipykernel": "lab",  # course-progress starts kernels of this Python

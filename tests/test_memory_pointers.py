@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils.addressing_explorer import AddressingExplorer
 from course_utils.attention import ntm_content_weights, ntm_sharpen, ntm_shift
+from course_utils.display.addressing_explorer import AddressingExplorer
+from course_utils.display.static_widgets import INTERACTIVE_NOTE
 from course_utils.ntm_addressing import (
     HeadParameters,
     address_sequence,
@@ -25,7 +26,6 @@ from course_utils.pointer_network import (
     sorting_batch,
     train_sorter,
 )
-from course_utils.static_widgets import INTERACTIVE_NOTE
 
 # --------------------------------------------------------------------------------------------------
 # NTM addressing
@@ -219,8 +219,8 @@ sys.modules["ipywidgets"] = None  # no ipywidgets at all
 import matplotlib
 matplotlib.use("Agg")
 import torch
-from course_utils import widgets
-from course_utils.addressing_explorer import AddressingExplorer
+from course_utils.display import widgets
+from course_utils.display.addressing_explorer import AddressingExplorer
 from course_utils.ntm_addressing import HeadParameters, address_sequence
 assert widgets.INTERACTIVE is False
 memory = torch.eye(5)

@@ -4,8 +4,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils.plots import attention_heatmap, bar_weights, plot_curves
-from course_utils.widgets import TemperatureExplorer
+from course_utils.display.plots import attention_heatmap, bar_weights, plot_curves
+from course_utils.display.widgets import TemperatureExplorer
 
 
 def test_heatmap_labels_rows_and_columns():
@@ -63,7 +63,7 @@ def _head_sentences():
 
 
 def test_head_explorer_redraws_and_counts_agreement_as_the_sliders_move():
-    from course_utils.widgets import HeadExplorer
+    from course_utils.display.widgets import HeadExplorer
 
     sentences, gold = _head_sentences()
     explorer = HeadExplorer(sentences, gold=gold)
@@ -81,7 +81,7 @@ def test_head_explorer_redraws_and_counts_agreement_as_the_sliders_move():
 
 
 def test_head_explorer_bad_input_names_what_is_wrong():
-    from course_utils.widgets import HeadExplorer
+    from course_utils.display.widgets import HeadExplorer
 
     sentences, gold = _head_sentences()
     with pytest.raises(ValueError, match="at least one"):

@@ -17,8 +17,9 @@ import nbformat
 import pytest
 import torch
 
-from course_utils import claims_report, kernel_sets, runtime
-from course_utils.record import RECORDING_METADATA
+from course_utils.helpers import kernel_sets, runtime
+from course_utils.tooling import claims_report
+from course_utils.tooling.record import RECORDING_METADATA
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -86,7 +87,7 @@ def test_a_kernel_set_reaches_torch_in_a_new_process(kernel_set, expected):
     if expected == "AVX2" and native not in ("AVX2", "AVX512"):
         pytest.skip(f"this CPU's own kernel set is {native}")
     code = (
-        "import torch; from course_utils.runtime import configure_threads; "
+        "import torch; from course_utils.helpers.runtime import configure_threads; "
         "print(torch.backends.cpu.get_cpu_capability(), configure_threads())"
     )
     env = kernel_sets.environment(kernel_set, 2)
@@ -211,7 +212,7 @@ def test_the_report_runs_a_notebook_under_a_kernel_set(tmp_path):
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
         nbformat.v4.new_code_cell(
-            "import os, torch\nfrom course_utils.runtime import seed_everything, configure_threads\n"
+            "import os, torch\nfrom course_utils.helpers.runtime import seed_everything, configure_threads\n"
             "seed = seed_everything(0)\nthreads = configure_threads()"
         ),
         nbformat.v4.new_code_cell("assert seed >= 1\nassert threads == 2\nassert seed < 0"),

@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from course_utils import progress
-from course_utils.progress import (
+from course_utils.tooling import progress
+from course_utils.tooling.progress import (
     FAILING,
     NOT_RUN,
     NOT_STARTED,

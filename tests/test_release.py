@@ -8,11 +8,11 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_utils import course_folders
-from course_utils import release as release_module
-from course_utils.course_folders import course_folder
-from course_utils.install_cell import INSTALL_CELL, INSTALL_CELL_ID, insert_install_cell
-from course_utils.release import BEGIN, END, RAISES, ReleaseError, main, release_notebook
+from course_utils.tooling import course_folders
+from course_utils.tooling import release as release_module
+from course_utils.tooling.course_folders import course_folder
+from course_utils.tooling.install_cell import INSTALL_CELL, INSTALL_CELL_ID, insert_install_cell
+from course_utils.tooling.release import BEGIN, END, RAISES, ReleaseError, main, release_notebook
 
 SOLUTION_META = {
     "grade": False,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_utils.runtime import configure_threads, device, seed_everything
+from course_utils.helpers.runtime import configure_threads, device, seed_everything
 
 
 def test_seed_everything_makes_runs_repeat():

@@ -1,7 +1,7 @@
 """Without ipywidgets 8 every explorer still draws, statically, and its controls still drive it.
 
 Each case runs in a fresh interpreter where ``import ipywidgets`` gives version 7 (an older hosted
-Jupyter) or fails (no ipywidgets at all), so ``course_utils.widgets`` picks its static stand-ins.
+Jupyter) or fails (no ipywidgets at all), so ``course_utils.display.widgets`` picks its static stand-ins.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from course_utils import static_widgets
+from course_utils.display import static_widgets
 
 PROGRAM = """
 import sys, types
@@ -22,7 +22,7 @@ else:
 import matplotlib
 matplotlib.use("Agg")
 import torch
-from course_utils import widgets
+from course_utils.display import widgets
 assert widgets.INTERACTIVE is False
 
 temperature = widgets.TemperatureExplorer(torch.tensor([2.0, 0.5, -1.0]))

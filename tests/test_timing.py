@@ -1,11 +1,11 @@
-"""course_utils.timing: CPU time not wall time, every size in every round, ratios within a round."""
+"""course_utils.helpers.timing: CPU time not wall time, every size in every round, ratios within a round."""
 
 import time
 
 import pytest
 import torch
 
-from course_utils.timing import interleaved_seconds, power_law_exponent, seconds_per_call
+from course_utils.helpers.timing import interleaved_seconds, power_law_exponent, seconds_per_call
 
 
 def spin(seconds):

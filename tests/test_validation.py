@@ -1,11 +1,11 @@
-"""course_utils.validation: every check passes good input and names argument, expected and got."""
+"""course_utils.helpers.validation: every check passes good input and names argument, expected and got."""
 
 import re
 
 import pytest
 import torch
 
-from course_utils.validation import (
+from course_utils.helpers.validation import (
     broadcasts_to,
     check_qkv,
     require_broadcastable,

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from course_utils.alignment import AdditiveAttention, additive_scores
-from course_utils.exercises.judge import close
-from course_utils.exercises.shared_mistakes import raw_score_mistakes
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
-from course_utils.grade.codec import ModuleInput
+from course_utils.feedback.codec import ModuleInput
+from course_utils.feedback.judge import close
+from course_utils.feedback.shared_mistakes import raw_score_mistakes
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.helpers.seeding import seeded
 from course_utils.masks import padding_mask
 from course_utils.seq2seq.decoders import bahdanau_step
 from course_utils.softmax import masked_softmax
@@ -252,8 +253,7 @@ def _step_cases(generator: torch.Generator) -> list[Case]:
         lengths = torch.as_tensor(lengths)
         batch = len(lengths)
         module_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):  # seeded initialisation; global RNG untouched
-            torch.manual_seed(module_seed)
+        with seeded(module_seed):  # seeded initialisation; the global RNG is untouched
             attention = AdditiveAttention(hidden_dim, key_dim, attention_dim)
             cell = nn.GRUCell(embed_dim + key_dim, hidden_dim)
         arguments = (
@@ -262,11 +262,11 @@ def _step_cases(generator: torch.Generator) -> list[Case]:
             torch.randn(batch, positions, key_dim, generator=generator),  # encoder_states h
             padding_mask(lengths, positions),  # source_mask, True = a real word
             ModuleInput(
-                "course_utils.alignment.AdditiveAttention",
+                AdditiveAttention,
                 (hidden_dim, key_dim, attention_dim),
                 attention.state_dict(),
             ),
-            ModuleInput("torch.nn.GRUCell", (embed_dim + key_dim, hidden_dim), cell.state_dict()),
+            ModuleInput(nn.GRUCell, (embed_dim + key_dim, hidden_dim), cell.state_dict()),
         )
         return Case(name, arguments)
 
@@ -382,6 +382,7 @@ BAHDANAU_STEP = Exercise(
     ),
     reference=bahdanau_step,
     cases=_step_cases,
+    input_modules=(AdditiveAttention, nn.GRUCell),
     judge=close("state", "context", "weights"),
     mistakes=(
         _state_first_with_no_context,

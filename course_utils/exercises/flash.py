@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from course_utils.exercises.judge import close, one_of
 from course_utils.exercises.soft_weights import SOFTMAX_SHORTCUTS
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.feedback.judge import close, one_of
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
 from course_utils.flash import (
     TILE_FULL,
     TILE_PARTIAL,

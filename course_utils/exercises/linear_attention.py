@@ -1,4 +1,4 @@
-"""Exercises of notebook 10 (linear attention): the parallel form, the fast-weight recurrence, the delta rule."""
+"""Exercises 10.1 and 10.2 of notebook 10 (linear attention): the parallel form, the fast-weight recurrence."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import math
 
 import torch
 
-from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.linear_attention import (
-    delta_rule_attention,
     elu_feature_map,
     fast_weight_attention,
     linear_attention,
@@ -17,9 +16,17 @@ from course_utils.linear_attention import (
 
 NOTEBOOK = "10_linear_attention"
 _MODULE = "course_utils.linear_attention"
+# Both forms of the course's linear attention and their fast-weight building blocks: calling any of
+# them computes 10.1 or 10.2 for the learner (each exercise's reference is one of them).
+_LINEAR_ATTENTION_FORMS = (
+    f"{_MODULE}.linear_attention",
+    f"{_MODULE}.fast_weight_attention",
+    f"{_MODULE}.fast_weight_memory",
+    f"{_MODULE}.fast_weight_prefix_sums",
+)
 
 
-def _kernel_attention(query_features, key_features, v, keep=None, normalise=True):
+def kernel_attention(query_features, key_features, v, keep=None, normalise=True):
     """Σ_j w_ij v_j / Σ_j w_ij with w_ij = query_features_i · key_features_j, j where keep is True.
 
     Written in the quadratic form, so that each mistake below is one changed argument.
@@ -31,12 +38,12 @@ def _kernel_attention(query_features, key_features, v, keep=None, normalise=True
     return numerator / weights.sum(-1, keepdim=True) if normalise else numerator
 
 
-def _lower_triangle(n: int, dtype: torch.dtype, offset: int = 0) -> torch.Tensor:
+def lower_triangle(n: int, dtype: torch.dtype, offset: int = 0) -> torch.Tensor:
     """1 where key j may be seen by query i (j <= i + offset), else 0, as numbers to multiply."""
     return torch.ones(n, n, dtype=dtype).tril(offset)
 
 
-def _random_sequences(generator, lead, n, m, d_k, d_v, dtype):
+def random_sequences(generator, lead, n, m, d_k, d_v, dtype):
     def randn(*shape):
         return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
 
@@ -77,7 +84,7 @@ def _linear_attention_cases(generator: torch.Generator) -> list[Case]:
     ]
     cases = []
     for name, lead, n, m, d_k, d_v, dtype, causal in settings:
-        q, k, v = _random_sequences(generator, lead, n, m, d_k, d_v, dtype)
+        q, k, v = random_sequences(generator, lead, n, m, d_k, d_v, dtype)
         cases.append(Case(name, (q, k, v), {"causal": causal}))
     return cases
 
@@ -87,22 +94,22 @@ def _linear_attention_cases(generator: torch.Generator) -> list[Case]:
     "so that the weights on the values sum to 1"
 )
 def _no_normaliser(q, k, v, causal=False):
-    keep = _lower_triangle(q.shape[-2], q.dtype) if causal else None
-    return _kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep, normalise=False)
+    keep = lower_triangle(q.shape[-2], q.dtype) if causal else None
+    return kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep, normalise=False)
 
 
 @mistake(
     "it matches using q and k themselves: apply the feature map φ(x) = elu(x) + 1 to both first"
 )
 def _without_feature_map(q, k, v, causal=False):
-    keep = _lower_triangle(q.shape[-2], q.dtype) if causal else None
-    return _kernel_attention(q, k, v, keep)
+    keep = lower_triangle(q.shape[-2], q.dtype) if causal else None
+    return kernel_attention(q, k, v, keep)
 
 
 @mistake("it matches φ(x) = elu(x): add 1, so that φ > 0 and every weight φ(q)·φ(k) is positive")
 def _elu_without_plus_one(q, k, v, causal=False):
-    keep = _lower_triangle(q.shape[-2], q.dtype) if causal else None
-    return _kernel_attention(torch.nn.functional.elu(q), torch.nn.functional.elu(k), v, keep)
+    keep = lower_triangle(q.shape[-2], q.dtype) if causal else None
+    return kernel_attention(torch.nn.functional.elu(q), torch.nn.functional.elu(k), v, keep)
 
 
 @mistake("it matches ignoring causal=True: query i may only use keys j <= i (prefix sums)")
@@ -117,8 +124,8 @@ def _causal_ignored(q, k, v, causal=False):
 def _prefix_one_short(q, k, v, causal=False):
     if not causal:
         return NOT_APPLICABLE
-    keep = _lower_triangle(q.shape[-2], q.dtype, offset=-1)
-    return _kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep)
+    keep = lower_triangle(q.shape[-2], q.dtype, offset=-1)
+    return kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep)
 
 
 @mistake(
@@ -127,15 +134,15 @@ def _prefix_one_short(q, k, v, causal=False):
 def _upper_triangle(q, k, v, causal=False):
     if not causal:
         return NOT_APPLICABLE
-    keep = _lower_triangle(q.shape[-2], q.dtype).transpose(-2, -1)
-    return _kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep)
+    keep = lower_triangle(q.shape[-2], q.dtype).transpose(-2, -1)
+    return kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep)
 
 
 @mistake("it matches softmax attention: the weights are φ(q_i)·φ(k_j), not exp(q_i·k_j / √d)")
 def _softmax_attention(q, k, v, causal=False):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if causal:
-        scores = scores.masked_fill(~_lower_triangle(q.shape[-2], q.dtype).bool(), -math.inf)
+        scores = scores.masked_fill(~lower_triangle(q.shape[-2], q.dtype).bool(), -math.inf)
     return scores.softmax(dim=-1) @ v
 
 
@@ -160,11 +167,7 @@ LINEAR_ATTENTION = Exercise(
         "weights = (phi_q @ phi_k.transpose(-2, -1)).tril(), out = weights @ v / weights.sum(-1, keepdim=True)"
     ),
     reference=linear_attention,
-    forbidden=(
-        f"{_MODULE}.fast_weight_attention",
-        f"{_MODULE}.fast_weight_memory",
-        f"{_MODULE}.fast_weight_prefix_sums",
-    ),
+    forbidden=_LINEAR_ATTENTION_FORMS,
     cases=_linear_attention_cases,
     judge=close("output", atol=1e-5, rtol=1e-5),
     mistakes=(
@@ -193,14 +196,14 @@ def _fast_weight_cases(generator: torch.Generator) -> list[Case]:
     ]
     cases = []
     for name, lead, n, d_k, d_v, dtype in settings:
-        cases.append(Case(name, _random_sequences(generator, lead, n, n, d_k, d_v, dtype)))
+        cases.append(Case(name, random_sequences(generator, lead, n, n, d_k, d_v, dtype)))
     return cases
 
 
 @mistake("it matches leaving out z: divide W_t φ(q_t) by z_t · φ(q_t), z_t = z_{t-1} + φ(k_t)")
 def _recurrence_without_z(q, k, v):
-    keep = _lower_triangle(q.shape[-2], q.dtype)
-    return _kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep, normalise=False)
+    keep = lower_triangle(q.shape[-2], q.dtype)
+    return kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep, normalise=False)
 
 
 @mistake(
@@ -208,8 +211,8 @@ def _recurrence_without_z(q, k, v):
     "first, then read out_t"
 )
 def _read_before_write(q, k, v):
-    keep = _lower_triangle(q.shape[-2], q.dtype, offset=-1)
-    return _kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep)
+    keep = lower_triangle(q.shape[-2], q.dtype, offset=-1)
+    return kernel_attention(elu_feature_map(q), elu_feature_map(k), v, keep)
 
 
 @mistake("it matches W_t = v_t φ(k_t)ᵀ: add the outer product to W_{t-1}, do not replace it")
@@ -231,16 +234,16 @@ def _transposed_outer_product(q, k, v):
     if q.shape[-1] != v.shape[-1]:
         return NOT_APPLICABLE
     query_features, key_features = elu_feature_map(q), elu_feature_map(k)
-    keep = _lower_triangle(q.shape[-2], q.dtype)
+    keep = lower_triangle(q.shape[-2], q.dtype)
     # (Σ_j φ(k_j) v_jᵀ) φ(q_t) = Σ_j φ(k_j) (v_j · φ(q_t)): the roles of v and φ(k) swapped
-    return _kernel_attention(query_features, v, key_features, keep, normalise=False) / (
+    return kernel_attention(query_features, v, key_features, keep, normalise=False) / (
         (query_features @ key_features.transpose(-2, -1)) * keep
     ).sum(-1, keepdim=True)
 
 
 @mistake("it matches using q and k themselves: the recurrence writes φ(k_t) and reads φ(q_t)")
 def _recurrence_without_feature_map(q, k, v):
-    return _kernel_attention(q, k, v, _lower_triangle(q.shape[-2], q.dtype))
+    return kernel_attention(q, k, v, lower_triangle(q.shape[-2], q.dtype))
 
 
 @mistake(
@@ -273,11 +276,7 @@ FAST_WEIGHT_ATTENTION = Exercise(
         "out_t = (W @ phi_q[..., None])[..., 0] / (z * phi_q).sum(-1, keepdim=True); torch.stack(outs, dim=-2)"
     ),
     reference=fast_weight_attention,
-    forbidden=(
-        f"{_MODULE}.linear_attention",
-        f"{_MODULE}.fast_weight_memory",
-        f"{_MODULE}.fast_weight_prefix_sums",
-    ),
+    forbidden=_LINEAR_ATTENTION_FORMS,
     cases=_fast_weight_cases,
     judge=close("output", atol=1e-5, rtol=1e-5),
     mistakes=(
@@ -290,175 +289,5 @@ FAST_WEIGHT_ATTENTION = Exercise(
     ),
 )
 
-# --------------------------------------------------------------------------------------------------
-# 10.3 the delta rule
 
-
-def _delta_rule_cases(generator: torch.Generator) -> list[Case]:
-    settings = [  # name, leading dims, n, d_k, d_v, dtype, beta kind
-        ("(n=5, d_k=3) unit keys, d_v=3, β in (0, 1)", (), 5, 3, 3, torch.float64, "random"),
-        ("(n=6, d_k=4) unit keys, d_v=2, β in (0, 1)", (), 6, 4, 2, torch.float64, "random"),
-        ("(B=2, n=5, d_k=3) unit keys, d_v=4, β = 1", (2,), 5, 3, 4, torch.float64, "one"),
-        (
-            "(B=2, H=2, n=6, d_k=4) unit keys, d_v=4, β in (0, 1)",
-            (2, 2),
-            6,
-            4,
-            4,
-            torch.float64,
-            "random",
-        ),
-        (
-            "(B=2, H=3, n=7, d_k=5) unit keys, d_v=5, float32",
-            (2, 3),
-            7,
-            5,
-            5,
-            torch.float32,
-            "random",
-        ),
-        (
-            "(n=6, d_k=2) unit keys, d_v=3, more tokens than d_k, β = 1",
-            (),
-            6,
-            2,
-            3,
-            torch.float64,
-            "one",
-        ),
-    ]
-    cases = []
-    for name, lead, n, d_k, d_v, dtype, beta_kind in settings:
-        q, k, v = _random_sequences(generator, lead, n, n, d_k, d_v, torch.float64)
-        q, k = q / q.norm(dim=-1, keepdim=True), k / k.norm(dim=-1, keepdim=True)
-        if beta_kind == "one":
-            beta = torch.ones(*lead, n, dtype=torch.float64)
-        else:
-            beta = 0.1 + 0.8 * torch.rand(*lead, n, generator=generator, dtype=torch.float64)
-        cases.append(Case(name, tuple(t.to(dtype) for t in (q, k, v, beta))))
-    return cases
-
-
-def _delta_rule_loop(q, k, v, beta, write, read_before=False):
-    """The delta rule's loop with ``write(W, k_t, v_t, β_t)`` swapped in; reads W_t q_t (or W_{t-1})."""
-    fast_weights = q.new_zeros(*q.shape[:-2], v.shape[-1], q.shape[-1])
-    outputs = []
-    for t in range(q.shape[-2]):
-        before = fast_weights
-        fast_weights = write(fast_weights, k[..., t, :], v[..., t, :], beta[..., t, None, None])
-        read = before if read_before else fast_weights
-        outputs.append((read @ q[..., t, :, None])[..., 0])
-    return torch.stack(outputs, dim=-2)
-
-
-def _outer(column, row):
-    return column[..., :, None] * row[..., None, :]
-
-
-@mistake(
-    "it matches the sum rule W_t = W_{t-1} + β_t v_t k_tᵀ: subtract what W already stores, "
-    "write β_t (v_t - W_{t-1} k_t) k_tᵀ"
-)
-def _sum_rule(q, k, v, beta):
-    return _delta_rule_loop(q, k, v, beta, lambda W, key, value, b: W + b * _outer(value, key))
-
-
-def _add_then_subtract(W, key, value, b):
-    added = W + b * _outer(value, key)
-    return added - b * _outer((added @ key[..., None])[..., 0], key)
-
-
-@mistake(
-    "it matches subtracting W_t k_t after adding β_t v_t k_tᵀ: read v̄_t = W_{t-1} k_t before "
-    "changing W, then add β_t (v_t - v̄_t) k_tᵀ"
-)
-def _reads_updated_weights(q, k, v, beta):
-    return _delta_rule_loop(q, k, v, beta, _add_then_subtract)
-
-
-def _delta_write(W, key, value, b):
-    return W + b * _outer(value - (W @ key[..., None])[..., 0], key)
-
-
-@mistake("it matches out_t = W_{t-1} q_t: write token t first, then read with W_t")
-def _delta_read_before_write(q, k, v, beta):
-    return _delta_rule_loop(q, k, v, beta, _delta_write, read_before=True)
-
-
-@mistake("it matches β_t = 1 everywhere: scale the correction by beta[..., t]")
-def _beta_ignored(q, k, v, beta):
-    if bool((beta == 1).all()):
-        return NOT_APPLICABLE
-    return delta_rule_attention(q, k, v, torch.ones_like(beta))
-
-
-@mistake(
-    "it matches the outer product the other way round, k_t (v_t - v̄_t)ᵀ: W is (d_v × d_k), "
-    "the correction is (v_t - v̄_t) k_tᵀ"
-)
-def _delta_transposed(q, k, v, beta):
-    if q.shape[-1] != v.shape[-1]:
-        return NOT_APPLICABLE
-    return _delta_rule_loop(q, k, v, beta, _transposed_write)
-
-
-def _transposed_write(W, key, value, b):
-    return W + b * _outer(key, value - (W @ key[..., None])[..., 0])  # k (v - v̄)ᵀ
-
-
-@mistake("it matches applying φ = elu + 1 to q and k: the delta rule here uses them as they are")
-def _delta_with_feature_map(q, k, v, beta):
-    return delta_rule_attention(elu_feature_map(q), elu_feature_map(k), v, beta)
-
-
-@mistake("it matches v̄_t = W_{t-1} q_t: what W stores under the key being written is W_{t-1} k_t")
-def _retrieved_with_query(q, k, v, beta):
-    fast_weights = q.new_zeros(*q.shape[:-2], v.shape[-1], q.shape[-1])
-    outputs = []
-    for t in range(q.shape[-2]):
-        query, key = q[..., t, :], k[..., t, :]
-        retrieved = (fast_weights @ query[..., None])[..., 0]
-        fast_weights = fast_weights + beta[..., t, None, None] * _outer(
-            v[..., t, :] - retrieved, key
-        )
-        outputs.append((fast_weights @ query[..., None])[..., 0])
-    return torch.stack(outputs, dim=-2)
-
-
-DELTA_RULE_ATTENTION = Exercise(
-    grade_id="ex10_3_delta_rule_attention",
-    notebook=NOTEBOOK,
-    signature="delta_rule_attention(q, k, v, beta)",
-    docstring="""
-        The delta rule over a sequence, from W_0 = 0 (W is d_v × d_k), with no feature map.
-
-        q, k (..., n, d_k), v (..., n, d_v), beta (..., n). For t = 1 … n:
-        v̄_t = W_{t-1} k_t, W_t = W_{t-1} + β_t (v_t - v̄_t) k_tᵀ, out_t = W_t q_t.
-        Returns (..., n, d_v).
-    """,
-    hint=(
-        "at each token, first ask the memory what it currently stores under the key, then write "
-        "only the difference to the new value, scaled by beta; read the output with the query "
-        "after writing"
-    ),
-    code_hint=(
-        "retrieved = (W @ k_t[..., None])[..., 0]; "
-        "W = W + beta[..., t, None, None] * (v_t - retrieved)[..., :, None] * k_t[..., None, :]; "
-        "out_t = (W @ q_t[..., None])[..., 0]"
-    ),
-    reference=delta_rule_attention,
-    forbidden=(f"{_MODULE}.delta_rule_write",),
-    cases=_delta_rule_cases,
-    judge=close("output", atol=1e-5, rtol=1e-5),
-    mistakes=(
-        _sum_rule,
-        _reads_updated_weights,
-        _delta_read_before_write,
-        _beta_ignored,
-        _delta_transposed,
-        _delta_with_feature_map,
-        _retrieved_with_query,
-    ),
-)
-
-EXERCISES = (LINEAR_ATTENTION, FAST_WEIGHT_ATTENTION, DELTA_RULE_ATTENTION)
+EXERCISES = (LINEAR_ATTENTION, FAST_WEIGHT_ATTENTION)

@@ -12,9 +12,9 @@ from course_utils.alignment import (
     gaussian_window_weights,
     general_scores,
 )
-from course_utils.exercises.judge import close
-from course_utils.exercises.shared_mistakes import raw_score_mistakes
-from course_utils.exercises.spec import Case, Exercise, Mistake, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.shared_mistakes import raw_score_mistakes
+from course_utils.feedback.spec import Case, Exercise, Mistake, mistake
 from course_utils.masks import padding_mask
 from course_utils.softmax import masked_softmax
 
@@ -32,6 +32,19 @@ def _randn(generator: torch.Generator, dtype: torch.dtype):
 def _score_mistakes(reference) -> tuple[Mistake, ...]:
     """The two mistakes every score exercise can make: a softmax too early, a .squeeze() too many."""
     return raw_score_mistakes(reference, softmax_comes="afterwards", single_position="a single key")
+
+
+def _score_exercise(*, reference, mistakes: tuple[Mistake, ...], **described) -> Exercise:
+    """One of the three Luong scores: they share the notebook, the refused ``LuongAttention.scores``,
+    the judge and the score mistakes of every score exercise (after their own)."""
+    return Exercise(
+        notebook=NOTEBOOK,
+        reference=reference,
+        forbidden=LUONG_MODULE_SCORES,
+        judge=close("scores"),
+        mistakes=(*mistakes, *_score_mistakes(reference)),
+        **described,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,22 +95,18 @@ def _divided_by_sqrt_d(query, keys):
     return dot_scores(query, keys) / math.sqrt(query.shape[-1])
 
 
-DOT_SCORE = Exercise(
+DOT_SCORE = _score_exercise(
     grade_id="ex3_1_dot_score",
-    notebook=NOTEBOOK,
     signature="dot_score(query, keys)",
     docstring="e_j = h_tᵀ h̄_j for query (B, d) and keys (B, m, d) → (B, m).",
     hint="each sentence's query meets each of its own keys in a dot product: one number per key",
     code_hint="return (keys @ query[:, :, None]).squeeze(-1)  # (B, m, d) @ (B, d, 1) → (B, m)",
     reference=dot_scores,
-    forbidden=LUONG_MODULE_SCORES,
     cases=_dot_score_cases,
-    judge=close("scores"),
     mistakes=(
         _query_without_source_axis,
         _query_not_a_column,
         _divided_by_sqrt_d,
-        *_score_mistakes(dot_scores),
     ),
 )
 
@@ -143,22 +152,18 @@ def _divided_by_sqrt_d_k(query, keys, W):
     return general_scores(query, keys, W) / math.sqrt(keys.shape[-1])
 
 
-GENERAL_SCORE = Exercise(
+GENERAL_SCORE = _score_exercise(
     grade_id="ex3_2_general_score",
-    notebook=NOTEBOOK,
     signature="general_score(query, keys, W)",
     docstring="e_j = h_tᵀ W h̄_j for query (B, d_q), keys (B, m, d_k), W (d_q, d_k) → (B, m).",
     hint="map the query through W so that it has the keys' size; then it is a dot score",
     code_hint="projected = query @ W  # (B, d_k); return (keys @ projected[:, :, None]).squeeze(-1)",
     reference=general_scores,
-    forbidden=LUONG_MODULE_SCORES,
     cases=_general_score_cases,
-    judge=close("scores"),
     mistakes=(
         _transposed_query_map,
         _untransposed_key_map,
         _divided_by_sqrt_d_k,
-        *_score_mistakes(general_scores),
     ),
 )
 
@@ -214,9 +219,8 @@ def _concat_query_not_repeated(query, keys, W, v):
     return torch.tanh(torch.cat([query[:, None, :], keys], dim=-1) @ W.T) @ v
 
 
-CONCAT_SCORE = Exercise(
+CONCAT_SCORE = _score_exercise(
     grade_id="ex3_3_concat_score",
-    notebook=NOTEBOOK,
     signature="concat_score(query, keys, W, v)",
     docstring=(
         "e_j = vᵀ tanh(W [h_t; h̄_j]) for query (B, d_q), keys (B, m, d_k), W (A, d_q + d_k), "
@@ -231,15 +235,12 @@ CONCAT_SCORE = Exercise(
         "pairs = torch.cat([repeated, keys], dim=-1); return torch.tanh(pairs @ W.T) @ v"
     ),
     reference=concat_scores,
-    forbidden=LUONG_MODULE_SCORES,
     cases=_concat_score_cases,
-    judge=close("scores"),
     mistakes=(
         _concat_query_not_repeated,
         _concat_without_tanh,
         _concat_tanh_outside,
         _concat_reversed,
-        *_score_mistakes(concat_scores),
     ),
 )
 

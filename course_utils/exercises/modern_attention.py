@@ -6,8 +6,8 @@ import torch
 
 from course_utils.alibi import alibi_bias
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.grouped_query import grouped_query_attention
 from course_utils.rotary import apply_rope
 from course_utils.sliding_window import sliding_window_mask

@@ -7,8 +7,8 @@ import math
 import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
 from course_utils.masks import padding_mask
 from course_utils.multihead import merge_heads, split_heads
 

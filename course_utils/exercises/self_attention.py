@@ -7,9 +7,9 @@ import math
 import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.exercises.judge import close
-from course_utils.exercises.shared_mistakes import swapped_pair
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.shared_mistakes import swapped_pair
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.positional import sinusoidal_positional_encoding
 
 NOTEBOOK = "04_self_attention"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.exercises.judge import close
-from course_utils.exercises.shared_mistakes import swapped_pair
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.shared_mistakes import swapped_pair
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
 from course_utils.pooling import nadaraya_watson, soft_lookup
 from course_utils.softmax import softmax
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.dot_product import scaled_dot_product_attention
-from course_utils.exercises.judge import close
-from course_utils.exercises.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.judge import close
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake, randn
 from course_utils.perceiver import perceiver_cross_attention
 from course_utils.vision_attention import (
     cbam_spatial_attention,
@@ -19,10 +19,11 @@ from course_utils.vision_attention import (
 )
 
 NOTEBOOK = "11_attention_in_vision"
-
-
-def _randn(generator: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    return scale * torch.randn(*shape, generator=generator, dtype=torch.float64)
+# Multi-head attention the course and torch already compute: calling it does 11.3 or 11.4 for the learner.
+_MULTI_HEAD_FORWARDS = (
+    "course_utils.multihead.MultiHeadAttention.forward",
+    "torch.nn.functional.multi_head_attention_forward",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -40,11 +41,11 @@ def _se_cases(generator: torch.Generator) -> list[Case]:
     ]
     cases = []
     for name, batch, channels, height, width, hidden, scale in settings:
-        x = _randn(generator, batch, channels, height, width, scale=scale) + 0.5
-        W_reduce = _randn(generator, hidden, channels) / math.sqrt(channels)
-        b_reduce = _randn(generator, hidden)
-        W_expand = _randn(generator, channels, hidden) / math.sqrt(hidden)
-        b_expand = _randn(generator, channels)
+        x = randn(generator, batch, channels, height, width, scale=scale) + 0.5
+        W_reduce = randn(generator, hidden, channels) / math.sqrt(channels)
+        b_reduce = randn(generator, hidden)
+        W_expand = randn(generator, channels, hidden) / math.sqrt(hidden)
+        b_expand = randn(generator, channels)
         cases.append(Case(name, (x, W_reduce, b_reduce, W_expand, b_expand)))
     return cases
 
@@ -133,11 +134,11 @@ def _spatial_cases(generator: torch.Generator) -> list[Case]:
     ]
     cases = []
     for name, batch, channels, height, width, kernel, shift in settings:
-        features = _randn(generator, batch, channels, height, width)
+        features = randn(generator, batch, channels, height, width)
         if shift:
             features = shift - features.abs()  # every feature below the shift
-        conv_weight = _randn(generator, 1, 2, kernel, kernel) / kernel
-        conv_bias = _randn(generator, 1)
+        conv_weight = randn(generator, 1, 2, kernel, kernel) / kernel
+        conv_bias = randn(generator, 1)
         cases.append(Case(name, (features, conv_weight, conv_bias)))
     return cases
 
@@ -239,9 +240,9 @@ def _pixel_cases(generator: torch.Generator) -> list[Case]:
     ]
     cases = []
     for name, batch, channels, height, width, key_dim, value_dim in settings:
-        x = _randn(generator, batch, channels, height, width)
-        W_q, W_k = (_randn(generator, key_dim, channels) for _ in range(2))
-        W_v = _randn(generator, value_dim, channels) / math.sqrt(channels)
+        x = randn(generator, batch, channels, height, width)
+        W_q, W_k = (randn(generator, key_dim, channels) for _ in range(2))
+        W_v = randn(generator, value_dim, channels) / math.sqrt(channels)
         cases.append(Case(name, (x, W_q, W_k, W_v)))
     return cases
 
@@ -338,11 +339,7 @@ PIXEL_SELF_ATTENTION = Exercise(
         "output.transpose(1, 2).reshape(B, -1, H, W)"
     ),
     reference=pixel_self_attention,
-    forbidden=(
-        "course_utils.vision_attention.PixelSelfAttention.forward",
-        "course_utils.multihead.MultiHeadAttention.forward",
-        "torch.nn.functional.multi_head_attention_forward",
-    ),
+    forbidden=("course_utils.vision_attention.PixelSelfAttention.forward", *_MULTI_HEAD_FORWARDS),
     cases=_pixel_cases,
     judge=close("output", "weights", atol=1e-8),
     mistakes=(
@@ -370,9 +367,9 @@ def _perceiver_cases(generator: torch.Generator) -> list[Case]:
     ]
     cases = []
     for name, latent_count, batch, length, width, projected, scale in settings:
-        latents = _randn(generator, latent_count, width)
-        inputs = _randn(generator, batch, length, width, scale=scale)
-        W_q, W_k, W_v = (_randn(generator, projected, width) / math.sqrt(width) for _ in range(3))
+        latents = randn(generator, latent_count, width)
+        inputs = randn(generator, batch, length, width, scale=scale)
+        W_q, W_k, W_v = (randn(generator, projected, width) / math.sqrt(width) for _ in range(3))
         cases.append(Case(name, (latents, inputs, W_q, W_k, W_v)))
     return cases
 
@@ -432,10 +429,7 @@ PERCEIVER_CROSS_ATTENTION = Exercise(
         "the (m, d) queries broadcast over the batch"
     ),
     reference=perceiver_cross_attention,
-    forbidden=(
-        "course_utils.multihead.MultiHeadAttention.forward",
-        "torch.nn.functional.multi_head_attention_forward",
-    ),
+    forbidden=_MULTI_HEAD_FORWARDS,
     cases=_perceiver_cases,
     judge=close("output", "weights", atol=1e-8),
     mistakes=(

@@ -13,16 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from course_utils.exercises import notebook_exercises
-from course_utils.exercises.shortcuts import FORBIDDEN_ERROR  # noqa: F401 - re-exported
-from course_utils.exercises.spec import (
-    Exercise,
+from course_utils.feedback.codec import dotted_name
+from course_utils.feedback.prepared import (
     PreparedCase,
-    Raised,
-    hidden_seed,
     judge_returned,
     matching_mistake,
     prepare_cases,
 )
+from course_utils.feedback.run import Raised
+from course_utils.feedback.spec import Exercise, hidden_seed
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,18 @@ class HiddenCases:
 
     def encoded(self) -> list[dict]:
         """The arguments sent to the child, one ``{"args", "kwargs"}`` per case."""
-        return [{"args": case.sent[0], "kwargs": case.sent[1]} for case in self.prepared]
+        return [
+            {"args": list(case.sent.args), "kwargs": case.sent.kwargs} for case in self.prepared
+        ]
 
     @property
     def forbidden(self) -> list[str]:
         return list(self.exercise.forbidden_calls)
+
+    @property
+    def input_modules(self) -> list[str]:
+        """The dotted names of the module classes the child may rebuild for this exercise."""
+        return [dotted_name(module_class) for module_class in self.exercise.input_modules]
 
     def judge(self, index: int, value: Any) -> str | None:
         """None when case ``index`` returned the right value, else the problem."""

@@ -7,6 +7,7 @@ It reads one job (JSON) from stdin::
      "setup": "<source of the released notebook's first code cell, magics stripped>",
      "items": [{"exercise": "ex1_1_stable_softmax", "source": "<submitted cell>",
                 "function": "stable_softmax", "define_only": false,
+                "forbidden": ["torch.softmax", ...], "input_modules": ["torch.nn.modules.rnn.GRUCell"],
                 "cases": [{"args": [<encoded>, ...], "kwargs": {"name": <encoded>}}]}]}
 
 and reports, one JSON object per line, on the channel fd (never stdout, which the learner's
@@ -24,6 +25,7 @@ and reports, one JSON object per line, on the channel fd (never stdout, which th
 Order of work: resource limits on itself (first thing), then the setup cell, then the seccomp
 filter (no new processes, no signals to others, no raising limits), then each item in order. The
 cells share one namespace, as in the notebook. A cell that fails only affects its own exercise.
+Each case is one ``course_utils.feedback.run.run_case``, the step ``check()`` runs in the notebook.
 ``define_only`` items (after a restart) re-run an already graded cell so later cells can use its
 definitions, without running its cases. The expected values never reach this process.
 """
@@ -36,8 +38,15 @@ import resource
 import sys
 import traceback
 
-from course_utils.exercises.shortcuts import FORBIDDEN_ERROR, ShortcutWatch
-from course_utils.grade import codec
+from course_utils.feedback import messages
+from course_utils.feedback.run import (
+    FORBIDDEN_ERROR,
+    CaseCall,
+    EncodedReturn,
+    Raised,
+    UsedShortcut,
+    run_case,
+)
 
 MESSAGE_LIMIT = 500  # characters of an exception message sent back
 
@@ -180,41 +189,43 @@ def run_item(item: dict, namespace: dict, channel: Channel) -> None:
             event="cell_error",
             exercise=exercise,
             type="MissingFunction",
-            message=f"the cell does not define a function named `{item['function']}`",
+            message=messages.missing_function(item["function"]),
             line=None,
         )
         channel.send(event="done", exercise=exercise)
         return
-    forbidden = item.get("forbidden", [])
     for index, case in enumerate(item["cases"]):
-        try:
-            args = [codec.decode_input(argument) for argument in case["args"]]
-            kwargs = {name: codec.decode_input(value) for name, value in case["kwargs"].items()}
-            with ShortcutWatch(forbidden) as watch:
-                returned = function(*args, **kwargs)
-            output = codec.encode(returned)
-        except BaseException as error:  # noqa: BLE001
-            channel.send(
-                event="case_error",
-                exercise=exercise,
-                case=index,
-                **describe_exception(error, filename, source),
-            )
-            continue
-        if watch.used:  # a forbidden shortcut: the parent gives the exercise 0 with the reason
-            message = f"calls {watch.used[0]}"
-            channel.send(
-                event="case_error",
-                exercise=exercise,
-                case=index,
-                type=FORBIDDEN_ERROR,
-                message=message,
-                line=None,
-                code="",
-            )
-            continue
-        channel.send(event="result", exercise=exercise, case=index, output=output)
+        run_one_case(function, item, index, case, channel, filename, source)
     channel.send(event="done", exercise=exercise)
+
+
+def run_one_case(
+    function, item: dict, index: int, case: dict, channel: Channel, filename: str, source: str
+) -> None:
+    """``run_case`` on one hidden case; its outcome (or whatever escaped it) sent as one event."""
+    sent = {"exercise": item["exercise"], "case": index}
+    try:
+        call = CaseCall.from_names(
+            case["args"], case["kwargs"], item.get("input_modules", []), item.get("forbidden", [])
+        )
+        outcome = run_case(function, call)
+    except BaseException as error:  # noqa: BLE001 - sys.exit, an interrupt, a hostile value
+        outcome = Raised.of(error)
+    if isinstance(outcome, EncodedReturn):
+        channel.send(event="result", **sent, output=outcome.output)
+    elif isinstance(outcome, UsedShortcut):  # the parent gives the exercise 0 with the reason
+        channel.send(
+            event="case_error",
+            **sent,
+            type=FORBIDDEN_ERROR,
+            message=outcome.name,
+            line=None,
+            code="",
+        )
+    else:
+        channel.send(
+            event="case_error", **sent, **describe_exception(outcome.error, filename, source)
+        )
 
 
 def run_job(job: dict, channel: Channel) -> None:

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from course_utils.grade.codec import ProtocolError
+from course_utils.feedback.codec import ProtocolError
 from course_utils.grade.mounts import (
     HOLD_DIR,
     SANDBOX_TMP_BYTES,
@@ -135,9 +135,6 @@ class ChannelReader:
 
     def stderr_tail(self, characters: int = 300) -> str:
         return read_capped(self.scratch / "stderr.txt")[-characters:]
-
-    def stdout_text(self) -> str:
-        return read_capped(self.scratch / "stdout.txt")
 
     def _release(self) -> None:
         os.close(self._reader)

@@ -49,7 +49,7 @@ def _matplotlib_fontlist() -> dict | None:
 
 def _preload_modules(notebooks) -> list[str]:
     """Modules a zygote imports once: those the setup cells import, and the child's own."""
-    modules = ["numpy", "torch", "course_utils.grade.codec", "course_utils.grade.seccomp"]
+    modules = ["numpy", "torch", "course_utils.feedback.run", "course_utils.grade.seccomp"]
     for released in notebooks:
         for node in ast.walk(ast.parse(released.setup_source)):
             if isinstance(node, ast.Import):

@@ -19,12 +19,12 @@ import sys
 import threading
 from pathlib import Path
 
-from course_utils.course_folders import add_folder_option
 from course_utils.grade import report
 from course_utils.grade.cases import draw_cases, gradable_notebooks
 from course_utils.grade.classroom import grade_class
 from course_utils.grade.sandbox import SandboxError
 from course_utils.grade.submission import NotebookError, ReleasedNotebook, load_released
+from course_utils.tooling.course_folders import add_folder_option
 
 
 class UsageError(Exception):

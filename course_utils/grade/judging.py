@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from course_utils.exercises.shortcuts import FORBIDDEN_ERROR
+from course_utils.feedback import messages
+from course_utils.feedback.run import FORBIDDEN_ERROR
 from course_utils.grade.cases import HiddenCases
-from course_utils.grade.results import Outcome, Row
-from course_utils.grade.submission import ReleasedNotebook
+from course_utils.grade.results import ExerciseRun, Row
+from course_utils.grade.submission import GradedCell, ReleasedNotebook
 
 MEMORY_ERROR_MARKERS = (
     "can't allocate memory",  # torch's CPU allocator
@@ -34,36 +35,30 @@ def is_memory_error(error: dict) -> bool:
 
 
 def _case_problem(
-    index: int, outcome: Outcome, cases: HiddenCases, memory_mb: int
+    index: int, outcome: ExerciseRun, cases: HiddenCases, memory_mb: int
 ) -> tuple[str | None, str | None]:
     """(problem, error kind) for case ``index``; (None, None) when it passed."""
     if index in outcome.case_errors:
         error = outcome.case_errors[index]
         if error["type"] == "NotImplementedError":
-            return "not implemented (replace `raise NotImplementedError` with your code)", (
-                "not_implemented"
-            )
+            return messages.not_implemented(), "not_implemented"
         if is_memory_error(error):
-            return (
-                f"ran out of memory (limit {memory_mb} MB above what the setup mapped; instructors: --memory-mb): {describe_error(error)}",
-                "memory",
-            )
+            return messages.out_of_memory(memory_mb, describe_error(error)), "memory"
         explanation = cases.explain_error(index, error["type"], error["message"])
-        problem = f"raised {describe_error(error)}"
-        return (f"{problem}; {explanation}" if explanation else problem), "error"
+        return messages.raised(describe_error(error), mistake=explanation), "error"
     if index not in outcome.outputs:
-        return "no result came back", "error"
+        return messages.NO_RESULT, "error"
     try:
         return cases.judge(index, outcome.outputs[index]), None
     except Exception as error:  # noqa: BLE001 - a judge bug must not crash the grader
-        return f"could not be judged ({type(error).__name__})", None
+        return messages.could_not_be_judged(error), None
 
 
 def judge_exercise(
     student: str,
     notebook: ReleasedNotebook,
-    exercise,
-    outcome: Outcome,
+    exercise: GradedCell,
+    outcome: ExerciseRun,
     cases: HiddenCases,
     memory_mb: int,
 ) -> Row:
@@ -79,13 +74,12 @@ def judge_exercise(
         if error["type"] in ("SyntaxError", "IndentationError", "TabError"):
             return row(0.0, "syntax_error", f"the cell does not compile: {describe_error(error)}")
         if error["type"] == "MissingFunction":
-            return row(0.0, "error", error["message"] + " (keep the name given in the exercise)")
+            return row(0.0, "error", error["message"] + messages.MISSING_FUNCTION_ADVICE)
         if is_memory_error(error):
-            return row(
-                0.0,
-                "memory",
-                f"running the cell ran out of memory (limit {memory_mb} MB above what the setup mapped; instructors: --memory-mb): {describe_error(error)}",
+            message = messages.out_of_memory(
+                memory_mb, describe_error(error), while_running_cell=True
             )
+            return row(0.0, "memory", message)
         return row(0.0, "error", f"running the cell raised {describe_error(error)}")
     forbidden = [
         error["message"]
@@ -93,12 +87,7 @@ def judge_exercise(
         if error["type"] == FORBIDDEN_ERROR
     ]
     if forbidden:
-        return row(
-            0.0,
-            "forbidden",
-            f"{forbidden[0]}, which does this exercise for you: write {exercise.function} from "
-            "basic tensor operations (a forbidden shortcut scores 0)",
-        )
+        return row(0.0, "forbidden", messages.forbidden_shortcut(forbidden[0], exercise.function))
     failures: list[tuple[str, str]] = []  # (case name, problem)
     error_kinds: set[str] = set()
     passed = 0
@@ -116,8 +105,7 @@ def judge_exercise(
         return row(points, "passed", f"all {total} hidden cases passed")
     problems = {problem for _, problem in failures}
     if len(problems) == 1:
-        names = [name for name, _ in failures]
-        listed = "; ".join(names[:3]) + ("; …" if len(names) > 3 else "")
+        listed = messages.cases_listed([name for name, _ in failures])
         summary = f"{passed}/{total} hidden cases passed. Failing ({listed}): {problems.pop()}"
     else:
         summary = f"{passed}/{total} hidden cases passed. " + "; ".join(

@@ -35,7 +35,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).absolute().parents[1]  # .../course_utils, as Python imported it
 PACKAGE_PARENT = PACKAGE_DIR.parent  # the folder on sys.path that holds course_utils/
 # The only modules of course_utils/grade the child needs; the rest of the grader is parent-only.
-CHILD_MODULES = ("__init__", "child", "codec", "seccomp", "isolation", "zygote")
+CHILD_MODULES = ("__init__", "child", "seccomp", "isolation", "zygote")
 SANDBOX_UID = 1000  # the learner's uid and gid inside (never 0)
 SANDBOX_WORKDIR = "/tmp/work"  # the child's working dir inside bwrap
 SANDBOX_TMP_BYTES = 64 * 1024 * 1024  # each of /tmp and /dev/shm

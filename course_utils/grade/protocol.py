@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from course_utils.grade import codec
-from course_utils.grade.results import Outcome
+from course_utils.feedback import codec
+from course_utils.grade.results import ExerciseRun
 from course_utils.grade.sandbox import ChannelReader, ChannelTimeout, describe_exit
 
 
@@ -58,7 +58,7 @@ class ChildRun:
             "error", f"the submission interfered with the grader's result channel ({what})"
         )
 
-    def run(self, outcomes: dict[str, Outcome]) -> None:
+    def run(self, outcomes: dict[str, ExerciseRun]) -> None:
         """Process events until ``finished``; raises ChildFailure when the child fails."""
         now = time.monotonic()
         budget_end = now + self.settings.startup_timeout + self.settings.timeout * len(self.items)
@@ -84,7 +84,7 @@ class ChildRun:
         if event.get("seccomp") is not True:
             self.seccomp_problem = str(event.get("seccomp_error"))[:300]
 
-    def _handle(self, event: dict, outcomes: dict[str, Outcome]) -> bool:
+    def _handle(self, event: dict, outcomes: dict[str, ExerciseRun]) -> bool:
         """One event after 'ready'; True once the child reported 'finished'."""
         kind = event["event"]
         if kind == "start":
@@ -97,7 +97,7 @@ class ChildRun:
         item = self.current
         if item is None or event.get("exercise") != item["exercise"]:
             raise self._violation(f"{kind!r:.40} outside the exercise that is running")
-        outcome = outcomes.setdefault(item["exercise"], Outcome())
+        outcome = outcomes.setdefault(item["exercise"], ExerciseRun())
         if kind == "done":
             finished_cases = self.next_case == len(item["cases"])
             if not item["define_only"] and outcome.cell_error is None and not finished_cases:
@@ -125,7 +125,7 @@ class ChildRun:
         self.position += 1
         self.deadline = time.monotonic() + self.settings.timeout
 
-    def _case_event(self, kind: str, event: dict, item: dict, outcome: Outcome) -> None:
+    def _case_event(self, kind: str, event: dict, item: dict, outcome: ExerciseRun) -> None:
         if item["define_only"]:
             raise self._violation(f"{kind!r:.40} for a cell that only defines names")
         if outcome.cell_error is not None or event.get("case") != self.next_case:

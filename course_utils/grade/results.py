@@ -28,7 +28,7 @@ class NotebookResult:
 
 
 @dataclass
-class Outcome:
+class ExerciseRun:
     """What happened to one exercise in the child (before judging)."""
 
     cell_error: dict | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from course_utils.grade.cases import HiddenCases
 from course_utils.grade.judging import describe_error, judge_exercise
 from course_utils.grade.protocol import ChildFailure, ChildRun
-from course_utils.grade.results import NotebookResult, Outcome, Row
+from course_utils.grade.results import ExerciseRun, NotebookResult, Row
 from course_utils.grade.sandbox import Launcher, Limits, Sandbox
 from course_utils.grade.submission import AddedCell, ReleasedNotebook, Submission, read_submission
 
@@ -43,7 +43,7 @@ class NotebookGrading:
         self.cases: dict[str, HiddenCases] = cases
         self.settings = settings
         self.result = NotebookResult(rows=[])
-        self.outcomes: dict[str, Outcome] = {}
+        self.outcomes: dict[str, ExerciseRun] = {}
         self.skipped: set[str] = set()  # cells never to run again (they killed a child)
         self.startup_failures = 0
 
@@ -83,6 +83,7 @@ class NotebookGrading:
                     "define_only": not runs_cases,
                     "cases": hidden.encoded() if runs_cases else [],
                     "forbidden": hidden.forbidden if hidden else [],
+                    "input_modules": hidden.input_modules if hidden else [],
                 }
             )
         while items and items[-1]["define_only"] and not items[-1].get("added"):
@@ -134,7 +135,7 @@ class NotebookGrading:
             message += f" [stderr: {' '.join(stderr_tail.split())[-200:]}]"
         self.result.grader_errors.append(f"{self.student}/{self.notebook.name}: {message}")
         for grade_id in pending:
-            self.outcomes[grade_id] = Outcome(terminated=("grader_error", message))
+            self.outcomes[grade_id] = ExerciseRun(terminated=("grader_error", message))
         return True
 
     def _blame(
@@ -157,7 +158,7 @@ class NotebookGrading:
             )
         if status == "crashed" and stderr_tail.strip():
             reason += f"; the end of its error output: {' '.join(stderr_tail.split())[-160:]}"
-        self.outcomes[culprit["exercise"]] = Outcome(terminated=(status, reason))
+        self.outcomes[culprit["exercise"]] = ExerciseRun(terminated=(status, reason))
         return culprit["exercise"]
 
     # -- the whole submission -----------------------------------------------------------------
@@ -183,7 +184,7 @@ class NotebookGrading:
                 for (
                     grade_id
                 ) in pending:  # cannot happen with a well-behaved child; never loop on it
-                    self.outcomes[grade_id] = Outcome(terminated=LOST)
+                    self.outcomes[grade_id] = ExerciseRun(terminated=LOST)
                 break
             if not run.ready:
                 if self._startup_failed(failure, stderr_tail, pending):
@@ -191,7 +192,7 @@ class NotebookGrading:
                 continue
             if run.current is None and run.position >= len(items):
                 for grade_id in pending:  # died after its last item: nothing left to blame or run
-                    self.outcomes[grade_id] = Outcome(terminated=("crashed", failure.reason))
+                    self.outcomes[grade_id] = ExerciseRun(terminated=("crashed", failure.reason))
                 break
             blamed = self._blame(run, items, failure, stderr_tail)
             pending = [grade_id for grade_id in pending if grade_id != blamed]
@@ -233,7 +234,7 @@ class NotebookGrading:
                     message,
                 )
             else:
-                outcome = self.outcomes.get(grade_id, Outcome(terminated=LOST))
+                outcome = self.outcomes.get(grade_id, ExerciseRun(terminated=LOST))
                 row = judge_exercise(
                     self.student, self.notebook, exercise, outcome, self.cases[grade_id],
                     self.settings.limits.memory_mb,

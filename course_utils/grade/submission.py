@@ -26,7 +26,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_utils.install_cell import INSTALL_CELL_ID
+from course_utils.tooling.install_cell import INSTALL_CELL_ID
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 MAX_CELL_CHARACTERS = 256 * 1024
@@ -38,7 +38,9 @@ class NotebookError(ValueError):
 
 
 @dataclass(frozen=True)
-class Exercise:
+class GradedCell:
+    """A graded solution cell of the released notebook: its grade_id, the function it defines, its points."""
+
     grade_id: str
     function: str
     points: float
@@ -49,7 +51,7 @@ class ReleasedNotebook:
     name: str  # "01_soft_weights"
     path: Path
     setup_source: str
-    exercises: tuple[Exercise, ...]
+    exercises: tuple[GradedCell, ...]
     cell_ids: frozenset[str] = frozenset()  # nbformat ids of every released cell
     code_sources: frozenset[str] = frozenset()  # every released code cell, ``normalized``
 
@@ -153,7 +155,7 @@ def load_released(path: Path) -> ReleasedNotebook:
             raise NotebookError(
                 f"{where}: no check cell with grade_id {grade_id}_check and positive points"
             )
-        exercises.append(Exercise(grade_id, _defined_function(source, where), float(points)))
+        exercises.append(GradedCell(grade_id, _defined_function(source, where), float(points)))
     if not exercises:
         raise NotebookError(f"{path}: has no graded exercises")
     cell_ids = frozenset(cell["id"] for cell in cells if isinstance(cell.get("id"), str))

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from course_utils.runtime import device, seed_everything
+    from course_utils.helpers.runtime import device, seed_everything
 
     args = _parser().parse_args(argv)
     seed_everything(args.seed, threads=args.threads)

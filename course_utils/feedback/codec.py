@@ -15,9 +15,10 @@ Both directions use the same tagged forms:
 * ``{"kind": "too_large", "type": "Tensor", "shape": [...]}`` — an array above ``MAX_ELEMENTS``;
 * ``{"kind": "module", "constructor": "torch.nn.GRUCell", "arguments": [...], "state": {...}}`` —
   INPUT ONLY: a ``ModuleInput`` (an ``nn.Module`` an exercise takes as an argument, e.g. the
-  attention and the GRU cell of a decoder step), rebuilt in the child from a constructor listed in
-  ``INPUT_MODULES``, its encoded arguments and its encoded ``state_dict``. ``decode_output``
-  rejects it: a child never sends modules back.
+  attention and the GRU cell of a decoder step), rebuilt on the other side from its class, its
+  encoded arguments and its encoded ``state_dict``. Only a class the exercise lists in its
+  ``input_modules`` is rebuilt (``decode_input``'s allow-list). ``decode_output`` rejects it: a
+  child never sends modules back.
 
 The child calls ``encode`` on what the learner's function returned and ``decode_input`` on the
 hidden-test inputs; the parent calls ``encode`` on those inputs and ``decode_output`` on the child's
@@ -28,6 +29,7 @@ raises ``ProtocolError``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,18 +40,6 @@ MAX_DEPTH = 4  # nested tuples/lists
 MAX_ITEMS = 32  # items per tuple/list
 MAX_DIMENSIONS = 8
 MAX_STRING = 200  # characters of a returned str; longer ones cross as an object
-# The only classes a ModuleInput may name (module path + class name); the child imports them.
-INPUT_MODULES = frozenset(
-    {
-        "torch.nn.GRUCell",
-        "torch.nn.Linear",
-        "course_utils.alignment.AdditiveAttention",
-        "course_utils.multihead.MultiHeadAttention",
-        "course_utils.transformer.DecoderBlock",
-        "course_utils.transformer.EncoderBlock",
-        "course_utils.transformer.Seq2SeqTransformer",
-    }
-)
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
@@ -77,22 +67,33 @@ class Array:
 
 @dataclass(frozen=True)
 class ModuleInput:
-    """An ``nn.Module`` sent to the child as an input, by constructor, arguments and weights.
+    """An ``nn.Module`` sent to the learner's function as an input, by class, arguments and weights.
 
-    ``ModuleInput("torch.nn.GRUCell", (14, 5), cell.state_dict())`` is rebuilt in the child as
+    ``ModuleInput(nn.GRUCell, (14, 5), cell.state_dict())`` is rebuilt on the other side as
     ``GRUCell(14, 5)`` with those weights loaded (strictly). Never pickle.
     """
 
-    constructor: str  # one of INPUT_MODULES
+    module_class: type  # an nn.Module subclass the exercise lists in its input_modules
     arguments: tuple  # what encode carries: numbers, bools, None, tensors
     state: dict  # parameter and buffer name -> tensor
 
     def __post_init__(self):
-        if self.constructor not in INPUT_MODULES:
+        import torch
+
+        if not (isinstance(self.module_class, type) and issubclass(self.module_class, torch.nn.Module)):
             raise ValueError(
-                f"ModuleInput constructor must be one of {sorted(INPUT_MODULES)}, "
-                f"got {self.constructor!r}"
+                f"ModuleInput constructor must be one of the nn.Module classes, got {self.module_class!r}"
             )
+
+    @property
+    def constructor(self) -> str:
+        """The class's dotted name, as the encoded form carries it."""
+        return dotted_name(self.module_class)
+
+
+def dotted_name(module_class: type) -> str:
+    """``torch.nn.GRUCell`` -> "torch.nn.modules.rnn.GRUCell": where the class is defined."""
+    return f"{module_class.__module__}.{module_class.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -279,10 +280,11 @@ def _decode_shape_unbounded(raw) -> tuple[int, ...]:
     return tuple(raw)
 
 
-def decode_input(message: dict):
-    """Child side: turn an encoded hidden-test input into a torch tensor / Python value.
+def decode_input(message: dict, input_modules: Iterable[type] = ()):
+    """Turn an encoded input into a torch tensor / Python value (a fresh object every time).
 
-    Inputs come from the grader, so only their shape is checked.
+    Inputs come from the trusted side, so only their shape is checked; a module is rebuilt only if
+    its class is one of ``input_modules`` (the exercise's declaration).
     """
     kind = message["kind"]
     if kind == "array":
@@ -295,7 +297,7 @@ def decode_input(message: dict):
         values = torch.tensor(data, dtype=dtype).reshape(message["shape"])
         return values if message.get("library", "torch") == "torch" else values.numpy()
     if kind == "sequence":
-        return tuple(decode_input(item) for item in message["items"])
+        return tuple(decode_input(item, input_modules) for item in message["items"])
     if kind == "number":
         value = message["value"]
         return NON_FINITE[value] if type(value) is str else value
@@ -306,24 +308,23 @@ def decode_input(message: dict):
     if kind == "string":
         return message["value"]
     if kind == "module":
-        return _build_module(message)
+        return _build_module(message, input_modules)
     raise ValueError(f"cannot decode input of kind {kind!r}")
 
 
-def _build_module(message: dict):
-    """Child side: construct a ModuleInput's class and load its weights."""
-    import importlib
-
+def _build_module(message: dict, input_modules: Iterable[type]):
+    """Construct a ModuleInput's class (one of ``input_modules``) and load its weights."""
     import torch
 
+    allowed = {dotted_name(module_class): module_class for module_class in input_modules}
     constructor = message["constructor"]
-    if constructor not in INPUT_MODULES:
-        raise ValueError(f"cannot build module {constructor!r}: not one of INPUT_MODULES")
-    module_path, _, class_name = constructor.rpartition(".")
-    module_class = getattr(importlib.import_module(module_path), class_name)
-    arguments = [decode_input(argument) for argument in message["arguments"]]
+    if constructor not in allowed:
+        raise ValueError(
+            f"cannot build module {constructor!r}: not one of the exercise's input_modules"
+        )
+    arguments = [decode_input(argument, input_modules) for argument in message["arguments"]]
     with torch.random.fork_rng(devices=[]):  # random initialisation leaves the learner's RNG alone
-        module = module_class(*arguments)
+        module = allowed[constructor](*arguments)
     state = {name: decode_input(tensor) for name, tensor in message["state"].items()}
     module.load_state_dict(state, strict=True)
     return module

@@ -8,7 +8,7 @@ gradients, temporaries. Where ``clear_refs`` is not writable (not Linux) it fall
 ``resource.getrusage`` ``ru_maxrss`` delta, a lower bound, and says so in ``method``. On CUDA it
 uses ``torch.cuda.max_memory_allocated`` − ``memory_allocated`` instead.
 
-``course_utils.bench`` measures each case in a fresh process, so one case's allocations cannot
+``course_utils.benchmark.bench`` measures each case in a fresh process, so one case's allocations cannot
 hide or inflate another's peak.
 """
 

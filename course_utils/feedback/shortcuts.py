@@ -7,8 +7,8 @@ torch.softmax inside; only a direct call from the learner's own code counts.
 
 It works with ``sys.setprofile``: Python functions are recognised by their code object (a module's
 ``forward`` too, reached through ``nn.Module.__call__``), built-in functions by identity, and tensor
-methods (``x.softmax(-1)``) by their class and name. It is used by
-``check()`` in the notebook and by the grader's child around each case; a determined cheater can
+methods (``x.softmax(-1)``) by their class and name. ``run_case`` (``feedback/run.py``) puts it around
+every call of the learner's function, in ``check()`` and in the grader's child; a determined cheater can
 switch a profiler off, which the grader's threat model (docs/grading.md) accepts: the point is to
 tell a learner that a shortcut does not count, before the grade does.
 """
@@ -19,10 +19,6 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable
-
-# The error type the grader's child reports for a forbidden call.
-FORBIDDEN_ERROR = "ForbiddenShortcut"
-
 
 def resolve(dotted_name: str):
     """``"torch.nn.functional.softmax"`` -> the object; the longest importable module prefix wins."""

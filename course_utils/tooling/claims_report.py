@@ -1,10 +1,10 @@
 """The claims report: every asserted figure of the course, under every kernel set, thread count and seed.
 
-    python -m course_utils.claims_report                       # every notebook, the whole grid
-    python -m course_utils.claims_report solutions/02_*.ipynb --kernel-sets default native --seeds 0 1
+    python -m course_utils.tooling.claims_report                       # every notebook, the whole grid
+    python -m course_utils.tooling.claims_report solutions/02_*.ipynb --kernel-sets default native --seeds 0 1
 
 A claim in a notebook is an ``assert``. This command runs each solution notebook once per kernel
-set (course_utils.kernel_sets) × thread count × seed, with every ``assert`` of the notebook
+set (course_utils.helpers.kernel_sets) × thread count × seed, with every ``assert`` of the notebook
 rewritten to record its figures instead of stopping the run:
 
 * ``assert a >= b`` (and >, <=, <, chains, ``x and y``, ``all(a >= b for …)``) records both sides;
@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_utils.kernel_sets import KERNEL_SETS, environment
+from course_utils.helpers.kernel_sets import KERNEL_SETS, environment
 
 CLAIMS_LOG = "COURSE_CLAIMS_LOG"  # where a notebook's kernel appends one JSON line per claim
 _ORDERED = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<="}
@@ -215,7 +215,10 @@ def run_notebook(path: Path, log: Path, timeout: int = 900) -> str | None:
             cell.source = rewrite_asserts(cell.source, f"{path.stem}#{code_index}")
             code_index += 1
     notebook.cells.insert(
-        0, nbformat.v4.new_code_cell("from course_utils.claims_report import install\ninstall()")
+        0,
+        nbformat.v4.new_code_cell(
+            "from course_utils.tooling.claims_report import install\ninstall()"
+        ),
     )
     os.environ[CLAIMS_LOG] = str(log)
     client = NotebookClient(
@@ -250,7 +253,14 @@ def execute(run: Run, folder: Path) -> tuple[Run, list[dict], str | None]:
     env["COURSE_DEVICE"] = "cpu"
     env.pop("COURSE_REQUIRE_CUDA", None)
     finished = subprocess.run(
-        [sys.executable, "-m", "course_utils.claims_report", "--one", str(run.notebook), str(log)],
+        [
+            sys.executable,
+            "-m",
+            "course_utils.tooling.claims_report",
+            "--one",
+            str(run.notebook),
+            str(log),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -321,7 +331,7 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m course_utils.claims_report", description=__doc__.split("\n")[0]
+        prog="python -m course_utils.tooling.claims_report", description=__doc__.split("\n")[0]
     )
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--kernel-sets", nargs="+", default=list(KERNEL_SETS), choices=KERNEL_SETS)

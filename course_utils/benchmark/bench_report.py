@@ -1,4 +1,4 @@
-"""The benchmark's results as a table, headline ratios and a CSV (rows from ``course_utils.bench``).
+"""The benchmark's results as a table, headline ratios and a CSV (rows from ``bench``).
 
 Each row is a dict: the case's settings (method, mode, causal, n, ...) plus ``status``,
 ``time_s`` (median), ``time_min_s`` (best), ``cpu_time_s``, ``extra_peak_mib`` and ``note``.

@@ -18,6 +18,7 @@ same size everywhere (here ``d``). ``sizes={"embed_dim": 8}`` fixes a name's siz
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -53,6 +54,22 @@ def require_number_above(name: str, value, bound: float = 0) -> None:
     if not is_number or not value > bound:  # `not >` also refuses NaN
         expected = "a positive number" if bound == 0 else f"a number > {bound:g}"
         raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_block_size(name: str, block: int | None, default: int, length: int | None) -> int:
+    """A block size: None means ``default``; a block longer than the sequence (``length``, unless
+    None) is clamped to it."""
+    if block is None:
+        block = default
+    try:
+        if isinstance(block, bool):
+            raise TypeError
+        block = operator.index(block)  # accepts numpy integers, rejects 2.5 and "64"
+    except TypeError:
+        raise TypeError(f"{name} must be a positive int or None, got {block!r}") from None
+    if block < 1:
+        raise ValueError(f"{name} must be >= 1, got {block}")
+    return block if length is None else max(1, min(block, length))
 
 
 def require_one_of(name: str, value, choices: Sequence) -> None:

@@ -1,7 +1,7 @@
 """Judging one returned value against the expected one, in words a learner can act on.
 
 The same judges serve ``check()`` in the notebook and ``course-grade``: both hand them the learner's
-return value as it comes out of the sandbox codec (``course_utils.grade.codec``: an ``Array`` for a
+return value as it comes out of the sandbox codec (``course_utils.feedback.codec``: an ``Array`` for a
 tensor, a tuple for a tuple, ``Opaque``/``TooLarge`` for what cannot cross), and the expected value
 computed with the course's reference. A judge returns ``None`` when the value is right, otherwise one
 sentence naming what is wrong (shape, dtype, NaN, how many values differ) without quoting the answer.
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.grade.codec import Array, Opaque, TooLarge
+from course_utils.feedback.codec import Array, Opaque, TooLarge
 
 Judge = Callable[[Any, Any], "str | None"]
 

@@ -1,7 +1,7 @@
 """The first cell of a notebook opened in Colab or another hosted Jupyter: install ``course_utils`` if missing.
 
 That cell runs before ``course_utils`` exists in the kernel, so it cannot import anything from it: it is
-plain Python, kept here as the text ``INSTALL_CELL`` and inserted by ``course_utils.release`` when its
+plain Python, kept here as the text ``INSTALL_CELL`` and inserted by ``course_utils.tooling.release`` when its
 ``INSERT_INSTALL_CELL`` flag is on. Where the kernel already has ``course_utils`` (``make lab``, the grader,
 a kernel where it was installed before) the cell does nothing. Otherwise it runs
 ``pip install <COURSE_PIP_SPEC>`` with the kernel's own Python; the course's dependencies (torch, numpy,

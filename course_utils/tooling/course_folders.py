@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]  # course_utils/tooling/this file -> the checkout
 
 
 def course_folder(name: str) -> Path:

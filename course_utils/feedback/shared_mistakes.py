@@ -1,14 +1,14 @@
 """Mistakes that several exercises share, built from the exercise's reference.
 
 Each factory takes the reference (the course function whose return value is the right answer) and
-returns the :class:`~course_utils.exercises.spec.Mistake` objects for an exercise's ``mistakes``.
+returns the :class:`~course_utils.feedback.spec.Mistake` objects for an exercise's ``mistakes``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from course_utils.exercises.spec import NOT_APPLICABLE, Mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Mistake
 from course_utils.softmax import softmax
 
 

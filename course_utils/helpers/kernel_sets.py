@@ -36,7 +36,7 @@ KERNEL_SETS: dict[str, dict[str, str]] = {
 }
 KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
 
-# How solutions/ are recorded (course_utils.record), and how make test runs them.
+# How solutions/ are recorded (course_utils.tooling.record), and how make test runs them.
 RECORDING = {"kernel_set": "default", "threads": 2}
 TESTING = {"kernel_set": "native", "threads": 1}
 
@@ -58,10 +58,3 @@ def environment(
     env.update(KERNEL_SETS[kernel_set])
     env["COURSE_THREADS"] = str(threads)
     return env
-
-
-def active_kernel_set() -> str:
-    """The kernel set this process runs with, as torch reports it ("DEFAULT", "AVX2", "AVX512"...)."""
-    import torch
-
-    return torch.backends.cpu.get_cpu_capability()

@@ -9,21 +9,23 @@ An :class:`Exercise` holds everything about one exercise:
   ``check()`` draws the visible cases with a fixed seed (:func:`visible_seed`); ``course-grade``
   draws the hidden cases from the same families with a seed the instructor's run chooses, so every
   kind of input the grade uses is one the learner's check already exercised;
-* ``judge`` — compares the returned value with the expected one (``course_utils.exercises.judge``);
+* ``judge`` — compares the returned value with the expected one (``course_utils.feedback.judge``);
 * ``mistakes`` — named classic mistakes, each a small function with the exercise's signature that
   returns what the mistaken code returns (or raises what it raises), written under its message
   with ``@mistake("…")``; when a wrong answer matches one, ``check()`` and the grader's feedback
   both name it;
 * ``hint`` (conceptual, in the released stub) and ``code_hint`` (shown only after a failed check);
 * ``forbidden`` — calls that trivialise the exercise (``"torch.softmax"``...); the reference itself
-  is always forbidden. ``check()`` refuses them in one line and the grader gives 0 with the reason.
+  is always forbidden. ``check()`` refuses them in one line and the grader gives 0 with the reason;
+* ``input_modules`` — the ``nn.Module`` classes the cases pass as arguments (``codec.ModuleInput``):
+  the only classes the codec rebuilds for this exercise.
 
 Inputs and outputs always travel through the sandbox codec, in the notebook too: the learner's
 function receives exactly what it would receive in the grader, and its return value is judged in the
 form the grader judges it. A check that passes predicts the grade.
 
 Adding an exercise = the solution cell in ``solutions/`` + one ``Exercise`` in the notebook's module
-of this package (its ``EXERCISES`` tuple).
+of ``course_utils.exercises`` (its ``EXERCISES`` tuple).
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from course_utils.exercises.judge import Judge, close
-from course_utils.grade import codec
+from course_utils.feedback.judge import Judge, close
 
 NOT_APPLICABLE = object()  # what a Mistake returns for a case it says nothing about
 
@@ -50,6 +51,14 @@ class Case:
     name: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
+
+
+def randn(
+    generator: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0
+) -> torch.Tensor:
+    """``scale`` × standard normal values of ``shape`` from a case family's ``generator``, drawn in
+    float64 and cast to ``dtype``: a float32 case holds the same numbers as its float64 twin."""
+    return (scale * torch.randn(*shape, generator=generator, dtype=torch.float64)).to(dtype)
 
 
 @dataclass(frozen=True)
@@ -89,11 +98,18 @@ class Exercise:
     cases: Callable[[torch.Generator], list[Case]]
     judge: Judge = field(default_factory=close)
     mistakes: tuple[Mistake, ...] = ()
+    # The nn.Module classes the cases send as arguments: the only ones rebuilt for this exercise.
+    input_modules: tuple[type[torch.nn.Module], ...] = ()
 
     def __post_init__(self) -> None:
         # The docstring may be written as the indented block the cell shows: keep what
         # ast.get_docstring reads from the cell (inspect.cleandoc: dedented, outer blank lines cut).
         object.__setattr__(self, "docstring", inspect.cleandoc(self.docstring))
+        for module_class in self.input_modules:
+            if not (isinstance(module_class, type) and issubclass(module_class, torch.nn.Module)):
+                raise TypeError(
+                    f"{self.grade_id}: input_modules holds {module_class!r}, not an nn.Module class"
+                )
 
     @property
     def function_name(self) -> str:
@@ -122,112 +138,3 @@ def hidden_seed(grade_id: str, run_seed: int) -> int:
     """
     digest = hashlib.sha256(f"hidden cases of {grade_id}, run {run_seed}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 2**63
-
-
-# --------------------------------------------------------------------------------------------------
-# What a call returned, in the form both check() and the grader judge.
-
-
-@dataclass(frozen=True)
-class Returned:
-    value: Any  # as decoded by codec.decode_output
-
-
-@dataclass(frozen=True)
-class Raised:
-    type: str
-    message: str
-
-
-Outcome = Returned | Raised
-
-
-def as_sent(case: Case) -> tuple[list[dict], dict[str, dict]]:
-    """The case's arguments as the codec sends them to the learner's function."""
-    return (
-        [codec.encode(argument) for argument in case.args],
-        {name: codec.encode(value) for name, value in case.kwargs.items()},
-    )
-
-
-def as_received(sent: tuple[list[dict], dict[str, dict]]) -> tuple[list, dict]:
-    """Fresh objects from the encoded arguments: what a function receives (learner or reference)."""
-    args, kwargs = sent
-    return (
-        [codec.decode_input(argument) for argument in args],
-        {name: codec.decode_input(value) for name, value in kwargs.items()},
-    )
-
-
-def call(function: Callable, sent: tuple[list[dict], dict[str, dict]]) -> Outcome:
-    """Call ``function`` on fresh decoded arguments; what it returned as the grader would see it."""
-    args, kwargs = as_received(sent)
-    try:
-        returned = function(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - a mistake may be "raises this error"
-        return Raised(type(error).__name__, str(error))
-    if returned is NOT_APPLICABLE:  # a mistake with nothing to say about this case
-        return Returned(NOT_APPLICABLE)
-    return Returned(codec.decode_output(codec.encode(returned)))
-
-
-@dataclass(frozen=True)
-class PreparedCase:
-    """A case with its expected value and what each mistake gives, computed on the trusted side."""
-
-    name: str
-    sent: tuple[list[dict], dict[str, dict]]
-    expected: Any
-    mistaken: tuple[tuple[Mistake, Outcome], ...]
-
-
-def prepare(exercise: Exercise, case: Case) -> PreparedCase:
-    sent = as_sent(case)
-    args, kwargs = as_received(sent)
-    expected = exercise.reference(*args, **kwargs)
-    mistaken = []
-    for mistake in exercise.mistakes:
-        outcome = call(mistake.returns, sent)
-        if not (isinstance(outcome, Returned) and outcome.value is NOT_APPLICABLE):
-            mistaken.append((mistake, outcome))
-    return PreparedCase(case.name, sent, expected, tuple(mistaken))
-
-
-def prepare_cases(exercise: Exercise, seed: int) -> list[PreparedCase]:
-    return [prepare(exercise, case) for case in exercise.draw_cases(seed)]
-
-
-def matching_mistake(exercise: Exercise, case: PreparedCase, outcome: Outcome) -> Mistake | None:
-    """The first named mistake that gives exactly what the learner's function gave on this case."""
-    for mistake, mistaken in case.mistaken:
-        if isinstance(outcome, Raised) and isinstance(mistaken, Raised):
-            if (outcome.type, outcome.message[:500]) == (mistaken.type, mistaken.message[:500]):
-                return mistake
-        elif isinstance(outcome, Returned) and isinstance(mistaken, Returned):
-            try:
-                if exercise.judge(outcome.value, mistaken.value) is None:
-                    return mistake
-            except Exception:  # noqa: BLE001, S112 - a value the judge cannot compare is no match
-                continue
-    return None
-
-
-def judge_returned(exercise: Exercise, case: PreparedCase, value: Any) -> str | None:
-    """None when a returned value is right; otherwise the problem, naming the mistake if known."""
-    try:
-        problem = exercise.judge(value, case.expected)
-    except Exception as error:  # noqa: BLE001 - a judge bug must not crash check() or the grader
-        problem = f"could not be judged ({type(error).__name__})"
-    if problem is None:
-        return None
-    mistake = matching_mistake(exercise, case, Returned(value))
-    return f"{problem}; {mistake.message}" if mistake else problem
-
-
-def signature_text(function: Callable) -> str:
-    """``name(arg, other=default)`` as a def line shows it (used to compare specs and cells)."""
-    return f"{function.__name__}{inspect.signature(function)}"
-
-
-def cases_summary(names: Sequence[str], limit: int = 3) -> str:
-    return "; ".join(names[:limit]) + ("; …" if len(names) > limit else "")

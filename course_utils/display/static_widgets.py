@@ -3,7 +3,7 @@
 A hosted Jupyter without ipywidgets 8 (or a plain Python session) still gets every explorer: its
 figure is drawn once, statically, in the cell's output, and the controls are plain objects whose
 ``value`` can be set from code (``explorer.slider.value = 0.1`` draws again), with the same clamping
-and change notifications as ipywidgets. ``course_utils.widgets`` imports this module instead of
+and change notifications as ipywidgets. ``course_utils.display.widgets`` imports this module instead of
 ipywidgets in that case; nothing else uses it.
 """
 
