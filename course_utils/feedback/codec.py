@@ -80,7 +80,9 @@ class ModuleInput:
     def __post_init__(self):
         import torch
 
-        if not (isinstance(self.module_class, type) and issubclass(self.module_class, torch.nn.Module)):
+        if not (
+            isinstance(self.module_class, type) and issubclass(self.module_class, torch.nn.Module)
+        ):
             raise ValueError(
                 f"ModuleInput constructor must be one of the nn.Module classes, got {self.module_class!r}"
             )

@@ -36,7 +36,11 @@ class CaseCall:
 
     @classmethod
     def from_names(
-        cls, args: Iterable[dict], kwargs: dict, input_modules: Iterable[str], forbidden: Iterable[str]
+        cls,
+        args: Iterable[dict],
+        kwargs: dict,
+        input_modules: Iterable[str],
+        forbidden: Iterable[str],
     ) -> CaseCall:
         """The call as the grader's job describes it: module classes and shortcuts by dotted name."""
         modules = tuple(resolve(name) for name in input_modules)

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Iterable
 
+
 def resolve(dotted_name: str):
     """``"torch.nn.functional.softmax"`` -> the object; the longest importable module prefix wins."""
     parts = dotted_name.split(".")
