@@ -7,6 +7,9 @@ Runs on the CPU, in the current environment's kernel, with the portable kernel s
 so every strict nbval run checks that the stored outputs do not depend on the floating-point path.
 Each notebook is stamped with how it was recorded (``metadata.course_recording``); a test checks the
 stamp, so a notebook saved from JupyterLab with outputs from another path cannot slip in.
+
+Record on an otherwise idle machine: two threads on busy cores wait for each other (notebook 02 took
+100 s idle, 17 minutes beside four other busy processes on two cores).
 """
 
 from __future__ import annotations
