@@ -230,3 +230,14 @@ def test_the_report_runs_a_notebook_under_a_kernel_set(tmp_path):
     table = claims_report.format_table(claims_report.summarise([result]))
     assert "99_tiny#1:1" in table and "seed >= 1" in table
     assert os.environ.get(claims_report.CLAIMS_LOG) is None  # the parent's environment is untouched
+
+
+def test_a_run_that_stops_is_run_again_and_says_so(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("assert 1 < 2\nraise RuntimeError('lost')")]
+    path = tmp_path / "98_stops.ipynb"
+    nbformat.write(notebook, path)
+    run = claims_report.Run(path, "native", 1, 0)
+    _, records, error = claims_report.execute(run, tmp_path, retries=1, cell_timeout=60)
+    assert "RuntimeError: lost" in error and "(after 2 tries)" in error
+    assert len(records) == 1  # the log of the last try only, not both

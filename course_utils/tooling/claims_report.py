@@ -26,6 +26,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -230,7 +231,8 @@ def run_notebook(path: Path, log: Path, timeout: int = 900) -> str | None:
     try:
         client.execute()
     except CellExecutionError as error:
-        return str(error).strip().splitlines()[-1][:300]
+        last_line = str(error).strip().splitlines()[-1]
+        return re.sub(r"\x1b\[[0-9;]*m", "", last_line)[:300]  # without the traceback's colours
     return None
 
 
@@ -245,9 +247,25 @@ class Run:
         return f"{self.kernel_set}/{self.threads}t/seed+{self.seed}"
 
 
-def execute(run: Run, folder: Path) -> tuple[Run, list[dict], str | None]:
-    """Run one notebook in a fresh process (kernel variables are read once, at import)."""
+def execute(
+    run: Run, folder: Path, retries: int = 1, cell_timeout: int = 900
+) -> tuple[Run, list[dict], str | None]:
+    """Run one notebook in a fresh process (kernel variables are read once, at import).
+
+    Asserts never stop a run here, so a run that stops met an error or a lost kernel (nbclient
+    sometimes waits forever on a kernel that has gone idle): it is run again, ``retries`` times,
+    from the start, and the error says how many tries it took.
+    """
+    for _ in range(retries + 1):
+        run_, records, error = _execute_once(run, folder, cell_timeout)
+        if error is None:
+            return run_, records, None
+    return run_, records, f"{error} (after {retries + 1} tries)"
+
+
+def _execute_once(run: Run, folder: Path, cell_timeout: int) -> tuple[Run, list[dict], str | None]:
     log = folder / f"{run.notebook.stem}-{run.kernel_set}-{run.threads}-{run.seed}.jsonl"
+    log.unlink(missing_ok=True)
     env = environment(run.kernel_set, run.threads)
     env["COURSE_SEED_OFFSET"] = str(run.seed)
     env["COURSE_DEVICE"] = "cpu"
@@ -260,6 +278,8 @@ def execute(run: Run, folder: Path) -> tuple[Run, list[dict], str | None]:
             "--one",
             str(run.notebook),
             str(log),
+            "--cell-timeout",
+            str(cell_timeout),
         ],
         env=env,
         capture_output=True,
@@ -338,11 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seed offsets")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once")
+    parser.add_argument("--cell-timeout", type=int, default=900, help="seconds per cell")
+    parser.add_argument("--retries", type=int, default=1, help="re-runs of a run that stopped")
     parser.add_argument("--out", type=Path, help="write the rows (and every run's error) as JSON")
     parser.add_argument("--one", nargs=2, metavar=("NOTEBOOK", "LOG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        error = run_notebook(Path(args.one[0]), Path(args.one[1]))
+        error = run_notebook(Path(args.one[0]), Path(args.one[1]), args.cell_timeout)
         if error:
             print(error)
         return 0
@@ -364,7 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(args.jobs) as pool:
         results = []
-        for run, records, error in pool.map(lambda run: execute(run, Path(folder)), runs):
+
+        def one(run: Run):
+            return execute(run, Path(folder), args.retries, args.cell_timeout)
+
+        for run, records, error in pool.map(one, runs):
             status = f"stopped: {error}" if error else "ran to the end"
             print(
                 f"  {run.notebook.stem} {run.label()}: {len(records)} claims, {status}", flush=True
