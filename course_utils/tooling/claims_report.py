@@ -71,13 +71,13 @@ def _write(record: dict) -> None:
             log.write(json.dumps(record) + "\n")
 
 
-def record_compare(key: str, source: str, left, op: str, right) -> None:
+def record_compare(key: str, source: str, left, op: str, right, held: bool | None = None) -> None:
     """One ordered comparison of an assert: its figures, whether it held, its margin."""
     _write(
         {
             "key": key,
             "source": source,
-            "held": _holds(left, op, right),
+            "held": _holds(left, op, right) if held is None else held,
             "left": _number(left),
             "op": op,
             "right": _number(right),
@@ -92,21 +92,9 @@ def record_all(key: str, source: str, pairs: Iterable[tuple], op: str) -> None:
     if not pairs:
         return record_truth(key, source, True)
     margins = [margin(left, op, right) for left, right in pairs]
-    worst = pairs[
-        min(range(len(pairs)), key=lambda i: math.inf if margins[i] is None else margins[i])
-    ]
+    worst = min(range(len(pairs)), key=lambda i: math.inf if margins[i] is None else margins[i])
     held = all(_holds(left, op, right) for left, right in pairs)
-    _write(
-        {
-            "key": key,
-            "source": source,
-            "held": held,
-            "left": _number(worst[0]),
-            "op": op,
-            "right": _number(worst[1]),
-            "margin": margin(worst[0], op, worst[1]),
-        }
-    )
+    record_compare(key, source, pairs[worst][0], op, pairs[worst][1], held=held)
 
 
 def _holds(left, op, right) -> bool:
