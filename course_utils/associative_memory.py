@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.dot_product import scaled_dot_product_attention
+from course_utils.helpers.adam_loop import train_with_adam
 from course_utils.helpers.seeding import seeded
 from course_utils.helpers.validation import require_one_of, require_positive_int, require_shapes
 from course_utils.linear_attention import delta_rule_attention, delta_rule_write, linear_attention
@@ -165,17 +166,13 @@ def train_recall(
     with seeded(seed):  # initial weights from ``seed``; the caller's random state is left alone
         model = RecallModel(mixer, num_keys + num_values, num_values, embed_dim, head_dim)
     model = model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(steps):
+
+    def next_batch_loss() -> torch.Tensor:
         tokens, answers = recall_batch(batch, pairs, num_keys, num_values, generator)
-        loss = F.cross_entropy(model(tokens.to(device)), answers.to(device))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    return model, losses
+        return F.cross_entropy(model(tokens.to(device)), answers.to(device))
+
+    return model, train_with_adam(model, steps, next_batch_loss, learning_rate)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.alignment import AdditiveAttention, additive_scores
+from course_utils.helpers.adam_loop import train_with_adam
 from course_utils.helpers.seeding import seeded
 from course_utils.helpers.validation import require_dtype, require_positive_int, require_shapes
 from course_utils.masks import padding_mask
@@ -154,20 +155,16 @@ def train_sorter(
     with seeded(seed):  # initial weights from ``seed``; the caller's random state is left alone
         model = PointerNetwork(hidden_dim, hidden_dim, mask_pointed)
     model = model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(steps):
+
+    def next_batch_loss() -> torch.Tensor:
         numbers, lengths, targets = sorting_batch(batch, min_length, max_length, generator)
         numbers, targets = numbers.to(device), targets.to(device)
         scores, _ = model(numbers, lengths, targets)
         # -log p(C_i = right position), over the real steps only (targets -100 are padding)
-        loss = F.cross_entropy(scores.flatten(0, 1), targets.flatten(), ignore_index=-100)
-        losses.append(loss.item())
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return model, losses
+        return F.cross_entropy(scores.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    return model, train_with_adam(model, steps, next_batch_loss, learning_rate)
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""The small training loop notebooks 09 and 11 share: Adam, one fresh batch per step, the losses."""
+"""The small training loop every model trained in notebooks 09 to 12 goes through: Adam, one fresh
+batch per step, the losses."""
 
 from __future__ import annotations
 
