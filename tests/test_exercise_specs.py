@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import types
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,21 @@ def test_reference_passes_visible_and_hidden_cases(exercise):
             assert exercise.judge(outcome.value, case.expected) is None, case.name
 
 
+def written_like(spec_function):
+    """A function running ``spec_function``'s code, as a learner who wrote that code would have it.
+
+    Calling the spec's own function object is refused like any forbidden shortcut (its helpers and
+    named mistakes are marked, ``feedback/shortcuts.py``): a test that stands for a learner's mistaken
+    code calls this copy, which shares the code but not the marked function object.
+    """
+    copy = types.FunctionType(
+        spec_function.__code__, spec_function.__globals__, spec_function.__name__,
+        spec_function.__defaults__, spec_function.__closure__,
+    )  # fmt: skip
+    copy.__kwdefaults__ = spec_function.__kwdefaults__
+    return copy
+
+
 MISTAKES = [(exercise, mistake) for exercise in EXERCISES for mistake in exercise.mistakes]
 
 
@@ -95,9 +111,10 @@ MISTAKES = [(exercise, mistake) for exercise in EXERCISES for mistake in exercis
 )
 def test_every_named_mistake_is_caught_and_named_by_check_and_grader(exercise, mistake):
     solution = learner_solution(exercise)
+    mistaken_code = written_like(mistake.returns)
 
     def mistaken(*args, **kwargs):
-        returned = mistake.returns(*args, **kwargs)
+        returned = mistaken_code(*args, **kwargs)
         if returned is NOT_APPLICABLE:  # on this case the mistaken code would be right
             return solution(*args, **kwargs)
         return returned

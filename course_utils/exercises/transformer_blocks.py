@@ -332,6 +332,7 @@ DECODER_BLOCK = Exercise(
     forbidden=(
         "course_utils.transformer.DecoderBlock.forward",
         "course_utils.transformer.DecoderBlock._cross_and_feed_forward",
+        "course_utils.transformer.DecoderBlock.step",  # the same block, one position at a time
     ),
     cases=_decoder_cases,
     input_modules=(DecoderBlock,),

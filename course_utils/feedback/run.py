@@ -96,8 +96,11 @@ def run_case(function: Callable, case: CaseCall) -> CaseOutcome:
     with ShortcutWatch(case.forbidden) as watch:
         try:
             returned = function(*args, **kwargs)
+            # inside the watch: encoding runs the returned value's own code (a list subclass's
+            # __iter__, a tensor subclass's __torch_function__), which is the learner's too
+            output = codec.encode(returned)
         except Exception as error:  # the learner's bug, reported where it happened
             return Raised.of(error)
     if watch.used:
         return UsedShortcut(watch.used[0])
-    return EncodedReturn(codec.encode(returned))
+    return EncodedReturn(output)

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from course_utils.feedback.judge import Judge, close
+from course_utils.feedback.shortcuts import SPEC_PACKAGE
 
 NOT_APPLICABLE = object()  # what a Mistake returns for a case it says nothing about
 
@@ -117,7 +118,10 @@ class Exercise:
 
     @property
     def forbidden_calls(self) -> tuple[str, ...]:
-        return (*self.forbidden, f"{self.reference.__module__}.{self.reference.__qualname__}")
+        """The declared shortcuts, the reference, and every helper of the exercise specs (their
+        named mistakes and case builders are never the learner's to call)."""
+        reference = f"{self.reference.__module__}.{self.reference.__qualname__}"
+        return (*self.forbidden, reference, SPEC_PACKAGE)
 
     def draw_cases(self, seed: int) -> list[Case]:
         cases = self.cases(torch.Generator().manual_seed(seed))
