@@ -326,6 +326,31 @@ def test_report_writing_is_atomic(tmp_path):
     assert sorted(item.name for item in tmp_path.iterdir()) == ["grades.csv"]
 
 
+def test_a_huge_message_is_cut_below_a_spreadsheet_cell_and_says_so(tmp_path):
+    """Point 5: a 60,000-character message (huge exception messages, or text added by many cases)
+    fits a spreadsheet cell (32,767 characters at most) and ends with a note saying where it was
+    cut; the cap counts the escapes (an invisible character is written as six), and the CSV, the
+    JSON and the feedback cut it at the same place."""
+    message = "=" + "\u200b" * 10_000 + "x" * 49_999  # a would-be formula, escapes that lengthen it
+    escaped = 1 + 6 * 10_000 + 49_999
+    row = Row("alice", "01_soft_weights", S1, 0.0, 2.0, "error", message)
+    report.write_csv([row], tmp_path / "grades.csv")
+    report.write_json([row], tmp_path / "grades.json", grader={}, runs=[])
+    report.write_feedback([row], tmp_path / "feedback")
+    with open(tmp_path / "grades.csv", newline="", encoding="utf-8") as handle:
+        cells = list(csv.reader(handle))[1]
+    assert max(len(cell) for cell in cells) < 32_767  # the most a spreadsheet cell holds
+    assert "message cut at" in cells[-1] and cells[-1].startswith("'=\\u200b")
+    note = f"[message cut at {report.MESSAGE_LIMIT} of {escaped} characters]"
+    assert report.MESSAGE_LIMIT <= 10_000
+    assert cells[-1].endswith("… " + note), cells[-1][-80:]
+    document = json.loads((tmp_path / "grades.json").read_text(encoding="utf-8"))
+    assert "'" + document["rows"][0]["message"] == cells[-1]
+    feedback = (tmp_path / "feedback" / "alice.md").read_text(encoding="utf-8")
+    assert note.replace("[", "\\[").replace("]", "\\]") in feedback
+    assert report.report_message("short") == "short"
+
+
 def test_printable_keeps_names_apart_and_strips_messages():
     """Points 5 and 7: lone surrogates and controls become visible escapes in names; messages
     lose escape sequences and line breaks."""

@@ -25,6 +25,7 @@ from course_utils.grade.classroom import grade_class
 from course_utils.grade.sandbox import SandboxError
 from course_utils.grade.submission import NotebookError, ReleasedNotebook, load_released
 from course_utils.tooling.course_folders import add_folder_option
+from course_utils.tooling.untrusted import student_folders
 
 
 class UsageError(Exception):
@@ -126,17 +127,14 @@ def _students(submissions: Path) -> list[Path]:
             f"{submissions} is not a folder (expected SUBMISSIONS_DIR/<student>/<NN_name>.ipynb)"
         )
     try:
-        entries = sorted(submissions.iterdir())
+        students, hidden = student_folders(submissions)
     except OSError as error:
         raise UsageError(f"cannot list {submissions}: {error.strerror or error}") from None
-    folders = [entry for entry in entries if entry.is_dir()]
-    for folder in folders:
-        if folder.name.startswith("."):
-            _warn(
-                f"warning: {report.printable(folder.name)} is not graded: folder names starting "
-                "with '.' are hidden folders (e.g. .ipynb_checkpoints); rename it to grade it"
-            )
-    students = [folder for folder in folders if not folder.name.startswith(".")]
+    for folder in hidden:
+        _warn(
+            f"warning: {report.printable(folder.name)} is not graded: folder names starting "
+            "with '.' are hidden folders (e.g. .ipynb_checkpoints); rename it to grade it"
+        )
     if not students:
         raise UsageError(
             f"no student folders in {submissions} (expected {submissions}/<student>/<NN_name>.ipynb)"

@@ -11,8 +11,12 @@ report shows them made safe, and survives any input:
   control or invisible characters (terminal escape sequences, bidi overrides) are written as
   visible escapes (``\\x1b``), so different names stay different; ``printable_message`` removes
   escape sequences and line breaks first;
+* ``report_message``: a message is cut at ``MESSAGE_LIMIT`` characters (after the escapes, which
+  lengthen it), with a note saying where, the same in every report: a spreadsheet cell holds at
+  most 32,767 characters, and one message once reached 59,771 (huge exception messages, or text
+  added by many cases);
 * CSV: a cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) gets a leading
-  ``'``;
+  ``'``; no cell is longer than ``MESSAGE_LIMIT`` characters and its note;
 * markdown: HTML is escaped and markdown syntax neutralised, code spans stay code spans;
 * every file is written atomically (a temporary file, then a rename): a report is complete or
   absent, never truncated.
@@ -68,6 +72,9 @@ _ESCAPE_SEQUENCE = re.compile(
     r"|[ -/]*[0-~])?"  # two-character escapes (or a lone ESC)
 )
 NAME_WIDTH = 40  # longer student names are cut in the summary table (not in the files)
+# A spreadsheet cell holds at most 32,767 characters; a message is cut far below that (a reader
+# needs its start, not 30,000 characters of it), and the note and a leading ' still fit.
+MESSAGE_LIMIT = 8000
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
@@ -90,6 +97,23 @@ def printable_message(text: object) -> str:
     return printable(" ".join(text.split()))
 
 
+def capped(text: str, limit: int = MESSAGE_LIMIT, what: str = "message") -> str:
+    """``text`` cut to its first ``limit`` characters, ending with a note that says it was cut
+    and how long it was, so a reader never mistakes a cut message for the whole one."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{what} cut at {limit} of {len(text)} characters]"
+
+
+def report_message(text: object) -> str:
+    """A row's message as every report shows it: ``printable_message``, then ``capped``.
+
+    The cap comes after the escapes (an invisible character becomes six visible ones), so it
+    bounds what is written; the CSV, the JSON and the feedback all use this one function, so they
+    cut a message at the same place and say the same."""
+    return capped(printable_message(text))
+
+
 def spreadsheet_cell(text: str) -> str:
     """Text a spreadsheet shows as text: a would-be formula gets a leading ``'``."""
     return (
@@ -106,7 +130,7 @@ def _markdown_text(text: str) -> str:
 
 def _markdown_message(text: str) -> str:
     """A message for a table cell: `code` stays a code span (literal inside), the rest is text."""
-    message = printable_message(text)
+    message = report_message(text)
     parts = message.split("`")
     if len(parts) % 2 == 0:  # an unmatched backtick: the last part is plain text after it
         after = parts.pop()
@@ -147,13 +171,16 @@ def _number(value: float) -> str:
 
 
 def write_csv(rows: Iterable[Row], path: Path) -> None:
+    """The CSV report; every cell fits a spreadsheet cell (a name is capped like a message, as a
+    guard: a folder name is at most 255 bytes, so in practice only messages reach the cap)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
     for row in rows:
-        texts = [printable(row.student), printable(row.notebook), printable(row.exercise)]
+        names = zip(COLUMNS, (row.student, row.notebook, row.exercise), strict=False)
+        texts = [capped(printable(text), what=column) for column, text in names]
         texts += [_number(row.points), _number(row.max_points), printable(row.status)]
-        texts.append(printable_message(row.message))
+        texts.append(report_message(row.message))
         writer.writerow([spreadsheet_cell(text) for text in texts])
     _write_atomically(path, buffer.getvalue())
 
@@ -162,7 +189,7 @@ def _safe_row(row: Row) -> dict:
     fields = asdict(row)
     for name in ("student", "notebook", "exercise", "status"):
         fields[name] = printable(fields[name])
-    fields["message"] = printable_message(fields["message"])
+    fields["message"] = report_message(fields["message"])
     return fields
 
 

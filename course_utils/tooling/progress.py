@@ -13,6 +13,10 @@ A check cell that raised ``CheckFailed`` "not implemented yet" is *not started*,
 *failing* (with its one-line message), a ``✔`` line is *passed*. A notebook whose code cells are still
 exactly the released ones is reported *not started* without running it. Notebooks run with errors
 allowed (every check runs, like nbval/nbconvert with ``--allow-errors``), with a time budget per notebook.
+
+The notebooks run with your own rights, without a sandbox: a folder laid out like a class's submissions
+(``SUBMISSIONS/<student>/NN_name.ipynb``) is refused unless ``--trust-this-code`` is given; grade
+submissions with ``course-grade`` (``untrusted``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ from pathlib import Path
 import nbformat
 
 from course_utils.tooling.course_folders import course_folder, require_folder
+from course_utils.tooling.untrusted import (
+    NO_SANDBOX_WARNING,
+    add_trust_option,
+    refuse_submissions,
+)
 
 PASSED, FAILING, NOT_STARTED, NOT_RUN = "passed", "failing", "not started", "not run"
 MARKS = {PASSED: "✔", FAILING: "✘", NOT_STARTED: "·", NOT_RUN: "?"}
@@ -235,9 +244,15 @@ def progress(
     course: Path | None = None,
     notebooks: list[str] = (),
     timeout: float = DEFAULT_TIMEOUT,
+    trust_this_code: bool = False,
 ) -> list[ExerciseState]:
-    """Run the learner's ``copy`` (``course``: the released notebooks, to skip untouched ones)."""
+    """Run the learner's ``copy`` (``course``: the released notebooks, to skip untouched ones).
+
+    The notebooks run with the caller's rights, without a sandbox, so a ``copy`` laid out like a
+    class's submissions raises ``UntrustedFolder`` unless ``trust_this_code``."""
     require_folder(copy, "--copy", "your folder of course notebooks (NN_name.ipynb)")
+    if not trust_this_code:
+        refuse_submissions(copy, "--copy", "course-progress")
     states = []
     for path in select_notebooks(copy, list(notebooks)):
         released = course / path.name if course is not None else None
@@ -268,7 +283,12 @@ def show_progress(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="course-progress", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="course-progress",
+        description=__doc__.split("\n")[0],
+        epilog=NO_SANDBOX_WARNING,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("notebooks", nargs="*", help="notebooks to run: 01 or 01_soft_weights")
     parser.add_argument(
         "--copy", type=Path, default=None, help="your copy of the course (default: my-notebooks/)"
@@ -280,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the released notebooks new ones are copied from (default: notebooks/)",
     )
     parser.add_argument("--copy-only", action="store_true", help="copy new notebooks; run nothing")
+    add_trust_option(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -290,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     copy = args.copy or learner_folder()
     course = args.course or course_folder("notebooks")
     try:
+        if not args.trust_this_code:  # before copying anything into it
+            refuse_submissions(copy, "--copy", "course-progress")
         if args.course is not None or args.copy_only:
             require_folder(course, "--course", "the released notebooks (NN_name.ipynb)")
         if not course.is_dir() or course.resolve() == copy.resolve():
@@ -302,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{copy}/ has every course notebook (yours are never overwritten)")
         if args.copy_only:
             return 0
-        states = progress(copy, course, args.notebooks, args.timeout)
+        states = progress(copy, course, args.notebooks, args.timeout, args.trust_this_code)
     except (FileNotFoundError, ValueError) as error:
         print(f"course-progress: error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,10 @@ stamp, so a notebook saved from JupyterLab with outputs from another path cannot
 
 Record on an otherwise idle machine: two threads on busy cores wait for each other (notebook 02 took
 100 s idle, 17 minutes beside four other busy processes on two cores).
+
+The notebooks run with your own rights, without a sandbox: a notebook in a folder laid out like a class's
+submissions (``SUBMISSIONS/<student>/NN_name.ipynb``) is refused unless ``--trust-this-code`` is given;
+grade submissions with ``course-grade`` (``untrusted``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ import nbformat
 from nbclient import NotebookClient
 
 from course_utils.helpers.kernel_sets import RECORDING, environment
+from course_utils.tooling.untrusted import (
+    NO_SANDBOX_WARNING,
+    UntrustedFolder,
+    add_trust_option,
+    refuse_submissions,
+)
 
 RECORDING_METADATA = "course_recording"
 
@@ -54,15 +64,26 @@ def record(path: Path, timeout: int = 600) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m course_utils.tooling.record", description=__doc__.split("\n")[0]
+        prog="python -m course_utils.tooling.record",
+        description=__doc__.split("\n")[0],
+        epilog=NO_SANDBOX_WARNING,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    add_trust_option(parser)
     args = parser.parse_args(argv)
-    for path in args.notebooks:
+    for path in args.notebooks:  # every one checked before any runs
         if not path.is_file():
             print(f"no such notebook: {path}", file=sys.stderr)
             return 2
+        if not args.trust_this_code:
+            try:
+                refuse_submissions(path, "NOTEBOOK", parser.prog)
+            except UntrustedFolder as error:
+                print(f"{parser.prog}: error: {error}", file=sys.stderr)
+                return 2
+    for path in args.notebooks:
         print(f"recorded {path} in {record(path, args.timeout):.1f} s")
     return 0
 
