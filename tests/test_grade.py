@@ -23,7 +23,7 @@ from course_utils.feedback import codec
 from course_utils.feedback.judge import close
 from course_utils.grade import cli, seccomp
 from course_utils.grade.cases import draw_cases, gradable_notebooks
-from course_utils.grade.protocol import ChildRun
+from course_utils.grade.protocol import ChildFailure, ChildRun
 from course_utils.grade.report import COLUMNS, feedback_markdown
 from course_utils.grade.results import ExerciseRun, Row
 from course_utils.grade.runner import Settings
@@ -708,9 +708,13 @@ class FakeChild:
     def __init__(self, events, returncode=0):
         self.events = list(events)
         self.returncode = returncode
+        self.sent = []
 
     def read_event(self, deadline):
         return self.events.pop(0) if self.events else None
+
+    def send_line(self, message, deadline):
+        self.sent.append(message)
 
     def wait(self, timeout=5.0):
         return self.returncode
@@ -732,12 +736,29 @@ def _items():
             "before every case",
         ),
         (
-            [{"event": "start", "exercise": "a"}, {"event": "result", "exercise": "a", "case": 1}],
+            [
+                {"event": "start", "exercise": "a"},
+                {"event": "cases_wanted", "exercise": "a"},
+                {"event": "result", "exercise": "a", "case": 1},
+            ],
             "out of order",
+        ),
+        (
+            [{"event": "start", "exercise": "a"}, {"event": "result", "exercise": "a", "case": 0}],
+            "before the cases were sent",
         ),
         (
             [
                 {"event": "start", "exercise": "a"},
+                {"event": "cases_wanted", "exercise": "a"},
+                {"event": "cases_wanted", "exercise": "a"},
+            ],
+            "where no cases are due",
+        ),
+        (
+            [
+                {"event": "start", "exercise": "a"},
+                {"event": "cases_wanted", "exercise": "a"},
                 {"event": "result", "exercise": "a", "case": 0, "output": {"kind": "eval"}},
             ],
             "unknown value kind",
@@ -757,6 +778,30 @@ def test_forged_or_out_of_order_events_are_violations(events, reason):
     with pytest.raises(Exception) as info:
         run.run(outcomes)
     assert info.value.status == "error" and reason in info.value.reason, info.value.reason
+
+
+def test_an_exercise_gets_its_cases_only_when_its_cell_asks():
+    """The job holds no hidden input; each item's cases go out answering its own request."""
+    settings = Settings(sandbox=Sandbox("none"), limits=Limits())
+    events = [
+        {"event": "ready", "seccomp": True},
+        {"event": "start", "exercise": "a"},
+        {"event": "cases_wanted", "exercise": "a"},
+        {"event": "result", "exercise": "a", "case": 0, "output": {"kind": "none"}},
+        {"event": "result", "exercise": "a", "case": 1, "output": {"kind": "none"}},
+        {"event": "done", "exercise": "a"},
+        {"event": "start", "exercise": "b"},
+    ]
+    child = FakeChild(events)
+    job = {
+        "items": [
+            {key: value for key, value in item.items() if key != "cases"} for item in _items()
+        ]
+    }
+    run = ChildRun(child, _items(), settings, job)
+    with pytest.raises(ChildFailure):  # the scripted child stops after b's start
+        run.run({})
+    assert child.sent == [job, _items()[0]["cases"]]  # b's cases were never sent
 
 
 def test_child_death_is_classified():

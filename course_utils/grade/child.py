@@ -1,14 +1,20 @@
 """The code that runs INSIDE the grading child process (started by ``course_utils.grade.sandbox``;
 spawned, running ``main``, or forked by the preloaded interpreter of ``zygote.py``).
 
-It reads one job (JSON) from stdin::
+It reads one job (a JSON line) from stdin, a pipe from the parent::
 
-    {"protocol": 1, "channel_fd": 3, "limits": {...}, "matplotlib_fontlist": {...} | null,
+    {"protocol": 2, "limits": {...}, "matplotlib_fontlist": {...} | null,
      "setup": "<source of the released notebook's first code cell, magics stripped>",
      "items": [{"exercise": "ex1_1_stable_softmax", "source": "<submitted cell>",
                 "function": "stable_softmax", "define_only": false,
-                "forbidden": ["torch.softmax", ...], "input_modules": ["torch.nn.modules.rnn.GRUCell"],
-                "cases": [{"args": [<encoded>, ...], "kwargs": {"name": <encoded>}}]}]}
+                "forbidden": ["torch.softmax", ...], "input_modules": ["torch.nn.modules.rnn.GRUCell"]}]}
+
+and, once an exercise's cell has run and defined its function, that exercise's cases, one more line
+on the same pipe, answering its ``cases_wanted``::
+
+    [{"args": [<encoded>, ...], "kwargs": {"name": <encoded>}}, ...]
+
+so the hidden inputs of an exercise exist in the child only while that exercise runs.
 
 and reports, one JSON object per line, on the channel fd (never stdout, which the learner's
 ``print`` owns; stdout and stderr are files the parent reads back capped)::
@@ -17,6 +23,7 @@ and reports, one JSON object per line, on the channel fd (never stdout, which th
     {"event": "setup_error", "type": "...", "message": "..."}     the trusted setup failed
     {"event": "start", "exercise": id}                            about to run that cell
     {"event": "cell_error", "exercise": id, "type": "SyntaxError", "message": "...", "line": 3}
+    {"event": "cases_wanted", "exercise": id}                     the cell ran: send its cases
     {"event": "result", "exercise": id, "case": i, "output": <encoded return value>}
     {"event": "case_error", "exercise": id, "case": i, "type": "ValueError", "message": "..."}
     {"event": "done", "exercise": id}
@@ -47,6 +54,7 @@ from course_utils.feedback.run import (
     UsedShortcut,
     run_case,
 )
+from course_utils.feedback.shortcuts import install_markers
 
 MESSAGE_LIMIT = 500  # characters of an exception message sent back
 
@@ -109,6 +117,33 @@ def limit_memory_above_baseline(memory_mb: int | None) -> int:
     return baseline
 
 
+class JobInput:
+    """The child's stdin, a pipe from the parent: one JSON line for the job, then one for each
+    exercise's cases, sent only when asked for (``cases_wanted``). Once the job is read, fd 0
+    becomes /dev/null, so ``input()`` in a submitted cell ends at once as it did before."""
+
+    def __init__(self):
+        self.fd = os.dup(0)
+        self._buffer = bytearray()
+
+    def read_line(self):
+        while b"\n" not in self._buffer:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                raise EOFError("the grader closed the child's input")
+            self._buffer += chunk
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        return json.loads(line)
+
+    def read_job(self) -> dict:
+        job = self.read_line()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        return job
+
+
 class Channel:
     """Line-delimited JSON on a pipe fd; the write end is the only way results reach the parent."""
 
@@ -165,7 +200,7 @@ def prepare_matplotlib(fontlist: dict | None) -> None:
             handle.write(fontlist["text"])
 
 
-def run_item(item: dict, namespace: dict, channel: Channel) -> None:
+def run_item(item: dict, namespace: dict, channel: Channel, job_input: JobInput) -> None:
     exercise = item["exercise"]
     filename = f"<submitted cell {exercise}>"
     source = item["source"]
@@ -194,8 +229,11 @@ def run_item(item: dict, namespace: dict, channel: Channel) -> None:
         )
         channel.send(event="done", exercise=exercise)
         return
-    for index, case in enumerate(item["cases"]):
+    channel.send(event="cases_wanted", exercise=exercise)
+    cases = job_input.read_line()  # this exercise's hidden inputs exist from here ...
+    for index, case in enumerate(cases):
         run_one_case(function, item, index, case, channel, filename, source)
+    del cases  # ... to here
     channel.send(event="done", exercise=exercise)
 
 
@@ -228,7 +266,7 @@ def run_one_case(
         )
 
 
-def run_job(job: dict, channel: Channel) -> None:
+def run_job(job: dict, channel: Channel, job_input: JobInput) -> None:
     """Limits, setup, the memory limit above what setup mapped, seccomp, then every item; ends the
     process (never returns)."""
     apply_limits(job["limits"])
@@ -238,6 +276,9 @@ def run_job(job: dict, channel: Channel) -> None:
     except BaseException as error:  # noqa: BLE001
         channel.send(event="setup_error", **describe_exception(error, "<setup cell>", job["setup"]))
         os._exit(3)
+    # Before any submitted code: every forbidden callable of the job is marked for good, so the
+    # submission never holds an unmarked one (not through a partial, a thread or a copied __code__).
+    install_markers(sorted({name for item in job["items"] for name in item.get("forbidden", [])}))
     limit_memory_above_baseline(job["limits"].get("memory_mb"))
     seccomp_error = None
     from course_utils.grade import seccomp
@@ -248,7 +289,7 @@ def run_job(job: dict, channel: Channel) -> None:
         seccomp_error = f"{type(error).__name__}: {error}"
     channel.send(event="ready", seccomp=seccomp_error is None, seccomp_error=seccomp_error)
     for item in job["items"]:
-        run_item(item, namespace, channel)
+        run_item(item, namespace, channel, job_input)
     channel.send(event="finished")
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -259,12 +300,13 @@ def run_job(job: dict, channel: Channel) -> None:
     os._exit(0)
 
 
-def main() -> None:
+def main(channel_fd: int) -> None:
     """Spawn mode: a fresh interpreter for one job read from stdin."""
-    job = json.load(sys.stdin)
+    job_input = JobInput()
+    job = job_input.read_job()
     prepare_matplotlib(job.get("matplotlib_fontlist"))
-    run_job(job, Channel(int(job["channel_fd"])))
+    run_job(job, Channel(channel_fd), job_input)
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]))

@@ -9,7 +9,9 @@ A child runs ``course_utils.grade.child`` on one job (one submitted notebook), s
   writes is seen by the next; without bubblewrap the zygote wipes its working root after each;
 * or SPAWNED (``ChildProcess``): a fresh interpreter (under its own bwrap) per job.
 
-Either way a child gets its job on stdin, ``stdout.txt`` / ``stderr.txt`` read back capped at
+Either way a child reads from a pipe on its stdin, written here: first its job (setup and cells), later
+each exercise's hidden inputs, sent only when that exercise's cell has run and asks for them, so a
+submission never holds the inputs of another exercise; ``stdout.txt`` / ``stderr.txt`` read back capped at
 ``STREAM_LIMIT``, a clean environment, its own session and process group (killed as a whole), and
 sends results only through a pipe read here with a deadline and a size cap (``CHANNEL_LIMIT``).
 """
@@ -89,12 +91,33 @@ class ChannelReader:
 
     exact_status = True  # False when an exit code > 128 may also mean "killed by a signal"
 
-    def __init__(self, read_fd: int, scratch: Path):
+    def __init__(self, read_fd: int, scratch: Path, input_fd: int):
         self._reader = read_fd
+        self._input = (
+            input_fd  # the write end of the child's stdin: the job, then each item's cases
+        )
+        os.set_blocking(input_fd, False)
         self._buffer = bytearray()
         self._received = 0
         self._eof = False
         self.scratch = scratch
+
+    def send_line(self, message: object, deadline: float) -> None:
+        """Write ``message`` as one JSON line to the child's stdin, giving up at ``deadline``
+        (ChannelTimeout). A child that is gone is not an error here: its end of channel says why."""
+        view = memoryview((json.dumps(message, allow_nan=False) + "\n").encode())
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ChannelTimeout()
+            if not select.select([], [self._input], [], remaining)[1]:
+                continue
+            try:
+                view = view[os.write(self._input, view) :]
+            except BlockingIOError:
+                continue
+            except OSError:  # EPIPE: the child has ended
+                return
 
     def read_event(self, deadline: float) -> dict | None:
         """The next message; ``None`` at end of channel; else ChannelTimeout / ProtocolError."""
@@ -138,13 +161,8 @@ class ChannelReader:
 
     def _release(self) -> None:
         os.close(self._reader)
+        os.close(self._input)
         shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def _write_job(job: dict, scratch: Path) -> Path:
-    path = scratch / "job.json"
-    path.write_text(json.dumps(job, allow_nan=False), encoding="utf-8")
-    return path
 
 
 def _bootstrap(sandbox: Sandbox, module: str, call: str) -> str:
@@ -156,12 +174,12 @@ def _bootstrap(sandbox: Sandbox, module: str, call: str) -> str:
 class ChildProcess(ChannelReader):
     """Spawn mode: a fresh interpreter (under bwrap when chosen) for one job."""
 
-    def __init__(self, sandbox: Sandbox, job: dict, scratch: Path):
+    def __init__(self, sandbox: Sandbox, scratch: Path):
         scratch.mkdir(parents=True)
         read_fd, write_fd = os.pipe()
-        super().__init__(read_fd, scratch)
+        stdin_read, stdin_write = os.pipe()
+        super().__init__(read_fd, scratch, stdin_write)
         self.exact_status = sandbox.mode != "bwrap"  # bwrap reports a signal as 128 + N
-        job_path = _write_job(dict(job, channel_fd=write_fd), scratch)
         if sandbox.mode == "bwrap":
             prefix = bwrap_arguments(sandbox)
             cwd, env = str(scratch), child_environment(SANDBOX_WORKDIR, "/tmp")
@@ -171,16 +189,16 @@ class ChildProcess(ChannelReader):
             prefix = []
             cwd, env = str(workdir), child_environment(str(workdir), str(workdir))
         # -I: no PYTHON* variables, no user site, no current dir on sys.path.
-        command = prefix + [sys.executable, "-I", "-c", _bootstrap(sandbox, "child", "main()")]
+        call = f"main({write_fd})"
+        command = prefix + [sys.executable, "-I", "-c", _bootstrap(sandbox, "child", call)]
         try:
             with (
-                open(job_path, "rb") as stdin,
                 open(scratch / "stdout.txt", "wb") as stdout,
                 open(scratch / "stderr.txt", "wb") as stderr,
             ):
                 self.process = subprocess.Popen(
                     command,
-                    stdin=stdin,
+                    stdin=stdin_read,
                     stdout=stdout,
                     stderr=stderr,
                     pass_fds=(write_fd,),
@@ -190,6 +208,7 @@ class ChildProcess(ChannelReader):
                 )
         finally:
             os.close(write_fd)  # the child holds the only write end: EOF when it is gone
+            os.close(stdin_read)
 
     def kill(self) -> None:
         """SIGKILL the child's whole process group (under bwrap that ends its pid namespace)."""
@@ -306,30 +325,33 @@ class Zygote:
         except (OSError, ValueError):
             return None
 
-    def run(self, job: dict, scratch: Path) -> ZygoteChild:
+    def run(self, scratch: Path) -> ZygoteChild:
+        """A forked child, waiting for its job on its stdin (``ChildRun`` sends it)."""
         scratch.mkdir(parents=True)
         read_fd, write_fd = os.pipe()
-        job_path = _write_job(job, scratch)  # the child writes to the pipe it receives
+        stdin_read, stdin_write = os.pipe()
         try:
             with (
-                open(job_path, "rb") as job_file,
                 open(scratch / "stdout.txt", "wb") as stdout,
                 open(scratch / "stderr.txt", "wb") as stderr,
             ):
-                fds = [job_file.fileno(), write_fd, stdout.fileno(), stderr.fileno()]
+                fds = [stdin_read, write_fd, stdout.fileno(), stderr.fileno()]
                 socket.send_fds(self.control, [b'{"run": true}'], fds)
         except OSError as error:
             os.close(read_fd)
+            os.close(stdin_write)
             raise ZygoteError(f"cannot reach the zygote: {error}") from None
         finally:
             os.close(write_fd)
+            os.close(stdin_read)
         started = self._receive(time.monotonic() + 30)
         if not started or not isinstance(started.get("started"), int):
             os.close(read_fd)
+            os.close(stdin_write)
             shutil.rmtree(scratch, ignore_errors=True)
             self.close()
             raise ZygoteError(f"the zygote did not start a child ({started})")
-        return ZygoteChild(self, read_fd, scratch)
+        return ZygoteChild(self, read_fd, scratch, stdin_write)
 
     def exit_status(self, timeout: float) -> int | None:
         message = self._receive(time.monotonic() + timeout)
@@ -360,8 +382,8 @@ class Zygote:
 class ZygoteChild(ChannelReader):
     """A child forked by a zygote: events on its own pipe, exit status from the zygote."""
 
-    def __init__(self, zygote: Zygote, read_fd: int, scratch: Path):
-        super().__init__(read_fd, scratch)
+    def __init__(self, zygote: Zygote, read_fd: int, scratch: Path, input_fd: int):
+        super().__init__(read_fd, scratch, input_fd)
         self.zygote = zygote
         self.returncode: int | None = None
         self._settled = False

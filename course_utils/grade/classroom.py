@@ -100,6 +100,7 @@ def grade_class(students, names, prepared, options, hidden: list[Path]) -> Class
             sandbox=sandbox,
             limits=Limits(memory_mb=options.memory_mb, processes=_process_limit()),
             timeout=options.timeout,
+            notebook_timeout=options.notebook_timeout,
             startup_timeout=options.startup_timeout,
             launcher=launcher,
         )

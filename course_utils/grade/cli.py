@@ -1,6 +1,6 @@
 """``course-grade``: grade a folder of submitted notebooks.
 
-    course-grade SUBMISSIONS_DIR --out grades.csv [--feedback DIR] [--jobs N] [--timeout S]
+    course-grade SUBMISSIONS_DIR --out grades.csv [--feedback DIR] [--jobs N] [--timeout S] [--notebook-timeout S]
                  [--memory-mb M] [--notebooks 01,02] [--sandbox auto|bwrap|none]
 
 Layout: ``SUBMISSIONS_DIR/<student>/<NN_name>.ipynb``. Exit status: 0 when grading ran (whatever
@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(float),
         default=20.0,
         help="wall-clock seconds per exercise (cell + its hidden cases; default 20)",
+    )
+    parser.add_argument(
+        "--notebook-timeout",
+        type=_positive(float),
+        default=120.0,
+        help="wall-clock seconds for a whole notebook: every cell, every case and every restart "
+        "of its child together (default 120); what is left when it runs out scores 0",
     )
     parser.add_argument(
         "--startup-timeout",
@@ -253,6 +260,7 @@ def _run(args: argparse.Namespace) -> int:
     grader = {
         "sandbox": run.sandbox_mode,
         "timeout_s": args.timeout,
+        "notebook_timeout_s": args.notebook_timeout,
         "startup_timeout_s": args.startup_timeout,
         "memory_mb": args.memory_mb,
         "jobs": args.jobs,

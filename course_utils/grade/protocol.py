@@ -1,7 +1,9 @@
 """The parent's side of the child protocol: read events, check each against the protocol.
 
-A child reports ``ready`` after setup, then for every item ``start``, its ``cell_error`` or one
-``result``/``case_error`` per case in order, and ``done``; finally ``finished``. Anything else, out of
+The parent first sends the job (setup and cells, no hidden inputs). A child reports ``ready`` after
+setup, then for every item ``start``, its ``cell_error`` or ``cases_wanted`` (answered with that
+item's cases, and only then) and one ``result``/``case_error`` per case in order, and ``done``;
+finally ``finished``. Anything else, out of
 order, or a child that dies or stalls raises :class:`ChildFailure` naming what happened.
 """
 
@@ -26,10 +28,21 @@ class ChildFailure(Exception):
 class ChildRun:
     """Drives one child through its items, validating every message against the protocol."""
 
-    def __init__(self, child: ChannelReader, items: list[dict], settings):
+    def __init__(
+        self,
+        child: ChannelReader,
+        items: list[dict],
+        settings,
+        job: dict | None = None,
+        budget_end: float = float("inf"),
+    ):
         self.child = child
+        self.budget_end = budget_end  # the notebook's whole budget (all its children) ends here
+        self.cell_error_seen = False  # for the item running now, in this child
         self.items = items
         self.settings = settings
+        self.job = job  # sent first; None when the child already has it (protocol unit tests)
+        self.cases_sent = False  # for the item running now
         self.position = 0  # index of the next item to start
         self.current: dict | None = None  # the item running now
         self.next_case = 0
@@ -62,7 +75,10 @@ class ChildRun:
         """Process events until ``finished``; raises ChildFailure when the child fails."""
         now = time.monotonic()
         budget_end = now + self.settings.startup_timeout + self.settings.timeout * len(self.items)
-        self.deadline = now + self.settings.startup_timeout
+        budget_end = min(budget_end, self.budget_end)
+        self.deadline = min(now + self.settings.startup_timeout, budget_end)
+        if self.job is not None:
+            self._send(self.job)
         while True:
             event = self._event(min(self.deadline, budget_end))
             if not self.ready:
@@ -106,9 +122,16 @@ class ChildRun:
         elif kind == "cell_error":
             if item["define_only"] and not item.get("added"):
                 raise self._violation("'cell_error' for a cell that only defines names")
-            if outcome.cell_error is not None or self.next_case:
+            if self.cell_error_seen or self.next_case or self.cases_sent:
                 raise self._violation("unexpected 'cell_error'")
-            outcome.cell_error = _error_fields(event)
+            self.cell_error_seen = True
+            if outcome.cell_error is None:  # a cell re-run by a later child keeps its first error
+                outcome.cell_error = _error_fields(event)
+        elif kind == "cases_wanted":
+            if item["define_only"] or self.cases_sent or outcome.cell_error is not None:
+                raise self._violation("'cases_wanted' where no cases are due")
+            self.cases_sent = True
+            self._send(item["cases"])
         elif kind in ("result", "case_error"):
             self._case_event(kind, event, item, outcome)
         else:
@@ -121,13 +144,22 @@ class ChildRun:
         item = self.items[self.position]
         if event.get("exercise") != item["exercise"]:
             raise self._violation("'start' of the wrong exercise")
-        self.current, self.next_case = item, 0
+        self.current, self.next_case, self.cases_sent = item, 0, False
+        self.cell_error_seen = False
         self.position += 1
         self.deadline = time.monotonic() + self.settings.timeout
+
+    def _send(self, message: object) -> None:
+        try:
+            self.child.send_line(message, self.deadline)
+        except ChannelTimeout:
+            raise ChildFailure("timeout", "") from None
 
     def _case_event(self, kind: str, event: dict, item: dict, outcome: ExerciseRun) -> None:
         if item["define_only"]:
             raise self._violation(f"{kind!r:.40} for a cell that only defines names")
+        if not self.cases_sent:
+            raise self._violation(f"{kind!r:.40} before the cases were sent")
         if outcome.cell_error is not None or event.get("case") != self.next_case:
             raise self._violation("case results out of order")
         if self.next_case >= len(item["cases"]):

@@ -6,7 +6,9 @@ student added, and each exercise cell followed by its hidden cases). When a chil
 the reason, the exercises already reported keep their results, and a NEW child carries on with the
 remaining exercises, re-running the earlier cells only to define their names and skipping the
 culprit. Each restart settles at least one cell, so a submission costs at most one child per cell
-plus one retry of a failed start-up.
+plus one retry of a failed start-up, and all of them together get one wall-clock budget
+(``notebook_timeout``): whatever is still pending when it runs out scores 0 with that reason, so
+no notebook holds a grading slot longer, however many cells it adds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Settings:
     sandbox: Sandbox
     limits: Limits
     timeout: float = 20.0  # wall-clock seconds per exercise (cell + all its cases)
+    notebook_timeout: float = 120.0  # wall-clock seconds for the whole notebook, restarts included
     startup_timeout: float = 60.0  # wall-clock seconds for interpreter start + setup cell
     launcher: Launcher | None = None  # starts the children (None: only for protocol unit tests)
 
@@ -46,6 +49,7 @@ class NotebookGrading:
         self.outcomes: dict[str, ExerciseRun] = {}
         self.skipped: set[str] = set()  # cells never to run again (they killed a child)
         self.startup_failures = 0
+        self.budget_end = float("inf")  # set when run() starts
 
     # -- the cells a child runs ---------------------------------------------------------------
 
@@ -96,15 +100,16 @@ class NotebookGrading:
         self, items: list[dict], limits: Limits
     ) -> tuple[ChildRun, ChildFailure | None, str]:
         job = {
-            "protocol": 1,
+            "protocol": 2,
             "limits": limits.as_job(),
             "matplotlib_fontlist": self.settings.launcher.fontlist,
             "setup": self.notebook.setup_source,
-            "items": items,
+            # no hidden inputs: each item's cases are sent when its cell asks (protocol.py)
+            "items": [{key: item[key] for key in item if key != "cases"} for item in items],
         }
-        child = self.settings.launcher.start(job)
+        child = self.settings.launcher.start()
         self.result.children += 1
-        run = ChildRun(child, items, self.settings)
+        run = ChildRun(child, items, self.settings, job, self.budget_end)
         failure = None
         try:
             run.run(self.outcomes)
@@ -150,7 +155,9 @@ class NotebookGrading:
         if culprit["define_only"]:
             return None  # an earlier cell's code killed it: run the rest without that cell
         status, reason = failure.status, failure.reason
-        if status == "timeout" and not reason:
+        if status == "timeout" and not reason and time.monotonic() >= self.budget_end:
+            reason = self._budget_spent()
+        elif status == "timeout" and not reason:
             reason = f"did not finish within {self.settings.timeout:g} s (an infinite loop, or very slow code?)"
         if run.current is None:
             reason += (
@@ -163,17 +170,25 @@ class NotebookGrading:
 
     # -- the whole submission -----------------------------------------------------------------
 
+    def _budget_spent(self) -> str:
+        return (
+            f"the notebook used up its {self.settings.notebook_timeout:g} s time budget "
+            "(every cell, case and restart together) before this exercise finished"
+        )
+
     def run(self, submission: Submission) -> NotebookResult:
         cells = self._cells(submission)
         pending = [cell["exercise"] for cell in cells if not cell.get("added")]
-        limits = replace(
-            self.settings.limits,
-            cpu_seconds=int(
-                self.settings.startup_timeout + self.settings.timeout * max(1, len(cells))
-            )
-            + 1,
-        )
+        self.budget_end = time.monotonic() + self.settings.notebook_timeout
+        # CPU time can only run out after wall-clock time would have: the budget bounds both
+        limits = replace(self.settings.limits, cpu_seconds=int(self.settings.notebook_timeout) + 1)
         while pending:
+            if time.monotonic() >= self.budget_end:
+                for grade_id in pending:
+                    self.outcomes[grade_id] = ExerciseRun(
+                        terminated=("timeout", self._budget_spent())
+                    )
+                break
             items = self._items(cells, pending)
             run, failure, stderr_tail = self._run_child(items, limits)
             finished = [

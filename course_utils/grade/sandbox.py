@@ -208,19 +208,19 @@ class Launcher:
         self._local.zygote = zygote
         return zygote
 
-    def start(self, job: dict):
-        """A running child for ``job`` (a ZygoteChild or a ChildProcess)."""
+    def start(self):
+        """A running child waiting for its job (a ZygoteChild or a ChildProcess)."""
         if self.interrupted:
             raise GradingInterrupted()
         zygote = self._zygote()
         if zygote is not None:
             try:
-                return zygote.run(job, self.scratch("child"))
+                return zygote.run(self.scratch("child"))
             except ZygoteError:
                 self._local.zygote = None  # this one is closed; the next job starts a new one
                 if self.interrupted:
                     raise GradingInterrupted() from None
-        child = ChildProcess(self.sandbox, job, self.scratch("child"))
+        child = ChildProcess(self.sandbox, self.scratch("child"))
         self._register(child)
         return child
 

@@ -15,7 +15,7 @@ Control socket (AF_UNIX SOCK_SEQPACKET, JSON messages; file descriptors ride alo
                                                          "matplotlib_fontlist", "wipe", "isolate"}
   zygote -> parent  {"ready": true, "threads": n, "preload_errors": [...],
                      "isolation_error": str | null}
-  parent -> zygote  {"run": true} + [job file, channel write end, stdout file, stderr file]
+  parent -> zygote  {"run": true} + [job pipe read end, channel write end, stdout file, stderr file]
   zygote -> parent  {"started": pid}
   parent -> zygote  {"kill": true}                       optional, on timeout
   zygote -> parent  {"exited": returncode}               negative = killed by that signal
@@ -38,7 +38,7 @@ import tempfile
 import traceback
 
 from course_utils.grade import isolation
-from course_utils.grade.child import Channel, prepare_matplotlib, run_job
+from course_utils.grade.child import Channel, JobInput, prepare_matplotlib, run_job
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
@@ -165,9 +165,8 @@ def _run_forked_child(
         os.chdir(workdir)
         os.environ["HOME"] = os.environ["TMPDIR"] = workdir
         tempfile.tempdir = None  # recomputed from TMPDIR
-        with os.fdopen(0, "rb", closefd=False) as stdin:
-            job = json.loads(stdin.read())
-        run_job(job, Channel(channel_fd))
+        job_input = JobInput()
+        run_job(job_input.read_job(), Channel(channel_fd), job_input)
     except BaseException:  # noqa: BLE001 - a grader bug: show it in the child's stderr
         traceback.print_exc()
         sys.stderr.flush()
