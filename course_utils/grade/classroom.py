@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import pkgutil
 import shutil
 import sys
 import tempfile
@@ -16,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from course_utils import exercises
+from course_utils.feedback.shortcuts import SPEC_PACKAGE
 from course_utils.grade import seccomp
 from course_utils.grade.results import NotebookResult, Row
 from course_utils.grade.runner import Settings, grade_notebook
@@ -50,6 +53,8 @@ def _matplotlib_fontlist() -> dict | None:
 def _preload_modules(notebooks) -> list[str]:
     """Modules a zygote imports once: those the setup cells import, and the child's own."""
     modules = ["numpy", "torch", "course_utils.feedback.run", "course_utils.grade.seccomp"]
+    # every spec module: the child marks their functions as forbidden (feedback/shortcuts.py)
+    modules += [f"{SPEC_PACKAGE}.{info.name}" for info in pkgutil.iter_modules(exercises.__path__)]
     for released in notebooks:
         for node in ast.walk(ast.parse(released.setup_source)):
             if isinstance(node, ast.Import):
