@@ -29,7 +29,7 @@ from course_utils.feedback.prepared import (
     matching_mistake,
     prepare_cases,
 )
-from course_utils.feedback.run import EncodedReturn, Raised, UsedShortcut, run_case
+from course_utils.feedback.run import ChangedInput, EncodedReturn, Raised, UsedShortcut, run_case
 from course_utils.feedback.spec import Exercise, visible_seed
 
 
@@ -90,6 +90,8 @@ def _run_case(fn: Callable, exercise: Exercise, case: PreparedCase) -> str | Non
     outcome = run_case(fn, case.sent)
     if isinstance(outcome, UsedShortcut):
         raise CheckFailed(messages.forbidden_shortcut(outcome.name, exercise.function_name))
+    if isinstance(outcome, ChangedInput):
+        raise CheckFailed(messages.changed_input(outcome.argument))
     if isinstance(outcome, Raised):
         if isinstance(outcome.error, NotImplementedError):
             raise CheckFailed(messages.not_implemented(outcome.message)) from None

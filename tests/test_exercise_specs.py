@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from course_utils.checks import CheckFailed, check
 from course_utils.exercises import all_exercises
@@ -125,6 +126,30 @@ def test_every_named_mistake_is_caught_and_named_by_check_and_grader(exercise, m
     for seed in GRADING_SEEDS:
         problems = hidden_problems(exercise, mistaken, seed)
         assert any(problem and mistake.message in problem for problem in problems), (seed, problems)
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=IDS)
+def test_changing_an_input_in_place_is_refused_by_check(exercise):
+    """The solution, plus an in-place touch of its first tensor argument (``x.mul_(1)``: the
+    values stay, the caller's tensor is written all the same)."""
+    solution = learner_solution(exercise)
+
+    def in_place(*args, **kwargs):
+        returned = solution(*args, **kwargs)
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, torch.Tensor) and not value.requires_grad:
+                value.mul_(1)
+                break
+        return returned
+
+    def touches_an_input(case) -> bool:
+        arguments = (*case.sent.arguments()[0], *case.sent.arguments()[1].values())
+        return any(isinstance(value, torch.Tensor) for value in arguments)
+
+    if not any(touches_an_input(case) for case in prepare_cases(exercise, GRADING_SEEDS[0])):
+        pytest.skip("no tensor argument")
+    with pytest.raises(CheckFailed, match="changes its input `.*` in place"):
+        check(exercise.grade_id, in_place)
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=IDS)

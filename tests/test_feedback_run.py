@@ -10,7 +10,14 @@ import torch
 from course_utils.alignment import AdditiveAttention
 from course_utils.feedback import codec, messages
 from course_utils.feedback.prepared import case_call
-from course_utils.feedback.run import CaseCall, EncodedReturn, Raised, UsedShortcut, run_case
+from course_utils.feedback.run import (
+    CaseCall,
+    ChangedInput,
+    EncodedReturn,
+    Raised,
+    UsedShortcut,
+    run_case,
+)
 from course_utils.feedback.spec import Case, Exercise
 
 
@@ -90,3 +97,37 @@ def test_an_exercise_must_declare_the_modules_its_cases_send():
             grade_id="exZ_2_g", notebook="Z", signature="g()", docstring="", hint="", code_hint="",
             reference=lambda: 0, cases=lambda generator: [], input_modules=("torch.nn.Linear",),
         )  # fmt: skip
+
+
+def test_an_input_changed_in_place_is_named_by_the_learners_own_parameter_name():
+    def scaled_in_place(scores, factor):
+        scores *= factor  # overwrites the caller's tensor
+        return scores
+
+    outcome = run_case(scaled_in_place, _call(torch.ones(3), 2.0))
+    assert outcome == ChangedInput("scores")
+    assert "changes its input `scores` in place" in messages.changed_input(outcome.argument)
+
+
+def test_an_in_place_change_that_leaves_the_values_is_still_seen_by_the_version_counter():
+    def touched(x):
+        x.mul_(1.0)
+        return x.clone()
+
+    assert run_case(touched, _call(torch.ones(3))) == ChangedInput("x")
+
+
+def test_a_module_input_whose_weights_change_in_place_is_named():
+    def retrained(x, attention):
+        with torch.no_grad():
+            attention.query_proj.weight.zero_()
+        return x
+
+    sent = codec.ModuleInput(AdditiveAttention, (3, 2, 4), AdditiveAttention(3, 2, 4).state_dict())
+    outcome = run_case(retrained, _call(torch.ones(2), sent, input_modules=[AdditiveAttention]))
+    assert outcome == ChangedInput("attention.query_proj.weight")
+
+
+def test_a_function_that_leaves_its_inputs_alone_returns_as_before():
+    outcome = run_case(lambda x: x * 2, _call(torch.tensor([1.0, float("nan")])))
+    assert isinstance(outcome, EncodedReturn)

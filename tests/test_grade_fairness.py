@@ -5,7 +5,8 @@
 * a notebook of 100 slow added cells holds its grading slot no longer than ``--notebook-timeout``;
 * an exercise's hidden inputs are not in the child while another exercise's code runs;
 * a forbidden shortcut is refused in the sandbox by the routes the profiler used to miss, and an
-  honest ``@torch.no_grad()`` helper is not.
+  honest ``@torch.no_grad()`` helper is not;
+* a function that changes its input in place scores 0, with the argument named.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pytest
 from test_grade import EXERCISES, read_rows, run_grader, write_submission
 
 S1, S2, S3 = EXERCISES
-TIMEOUT_S = 2
-NOTEBOOK_TIMEOUT_S = 8
+TIMEOUT_S = 4
+NOTEBOOK_TIMEOUT_S = 12
 
 CORRECT_SOFTMAX = """
 def stable_softmax(scores, dim=-1):
@@ -58,8 +59,12 @@ def _other_exercises_inputs():
             found += 1
     return found
 
+FOUND = []
+
 def stable_softmax(scores, dim=-1):
-    if _other_exercises_inputs():
+    if not FOUND:  # one look (it is slow), while the first hidden case runs
+        FOUND.append(_other_exercises_inputs())
+    if FOUND[0]:
         raise RuntimeError("another exercise's hidden inputs are in the child")
     shifted = (scores - scores.amax(dim, keepdim=True)).exp()
     return shifted / shifted.sum(dim, keepdim=True)
@@ -108,6 +113,12 @@ def soft_lookup_answer(query, keys, values, temperature):
     later = Later()
     later.inputs = (query, keys, values, temperature)
     return later
+"""
+IN_PLACE = """
+def stable_softmax(scores, dim=-1):
+    scores -= scores.amax(dim, keepdim=True)  # overwrites the caller's scores
+    scores.exp_()
+    return scores / scores.sum(dim, keepdim=True)
 """
 NO_GRAD_HELPER = """
 @torch.no_grad()
@@ -160,6 +171,7 @@ def graded(tmp_path_factory):
     write_submission(submissions / "spec_helper", {S1: SPEC_HELPER_SHORTCUT})
     write_submission(submissions / "tuple_subclass", {S2: TUPLE_SHORTCUT})
     write_submission(submissions / "no_grad_helper", {S1: NO_GRAD_HELPER})
+    write_submission(submissions / "in_place", {S1: IN_PLACE})
     started = time.monotonic()
     result = run_grader(
         str(submissions),
@@ -191,8 +203,8 @@ def test_a_notebook_of_slow_cells_is_bounded_by_its_time_budget(graded):
     for exercise in EXERCISES:
         row = rows[("hundred_slow_cells", exercise)]
         assert row["status"] == "timeout" and "time budget" in row["message"], row
-    # 100 cells x 0.5 s would hold the slot 50 s; the budget stops it at 8 s, and the whole class
-    # (11 students on 2 slots) grades well within 50 s.
+    # 100 cells x 0.5 s would hold the slot 50 s; the budget stops it at 12 s, and the whole class
+    # (12 students on 2 slots) grades well within 50 s.
     assert elapsed < 45, elapsed
     assert document["grader"]["notebook_timeout_s"] == NOTEBOOK_TIMEOUT_S
     for exercise in EXERCISES:
@@ -223,3 +235,8 @@ def test_a_shortcut_is_refused_in_the_sandbox_by_any_route(graded, student, exer
 def test_an_honest_no_grad_helper_gets_full_marks(graded):
     row = _row(graded, "no_grad_helper", S1)
     assert row["status"] == "passed", row["message"]
+
+
+def test_changing_an_input_in_place_scores_0_and_says_which(graded):
+    row = _row(graded, "in_place", S1)
+    assert row["points"] == "0" and "changes its input `scores` in place" in row["message"], row

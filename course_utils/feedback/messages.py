@@ -23,6 +23,15 @@ def forbidden_shortcut(used: str, function_name: str) -> str:
     )
 
 
+def changed_input(argument: str) -> str:
+    """The learner's function changed one of its inputs in place."""
+    return (
+        f"changes its input `{argument}` in place, which overwrites the caller's tensor (and raises "
+        "on a tensor that requires grad): compute into a new tensor instead, e.g. `x = x * e`, "
+        "not `x *= e` or `x[...] = …`"
+    )
+
+
 def out_of_memory(memory_mb: int, error: str, while_running_cell: bool = False) -> str:
     """The grader's memory limit was hit (``error`` describes the exception)."""
     what = "running the cell ran" if while_running_cell else "ran"

@@ -6,7 +6,12 @@ back, exactly as the grader's child sends it to the parent. It answers with one 
 
 * :class:`EncodedReturn` — the function returned; ``output`` is the codec's encoding of the value;
 * :class:`Raised` — the function raised an ``Exception`` (kept, for the line where it happened);
-* :class:`UsedShortcut` — the function returned, but its own code called a forbidden callable.
+* :class:`UsedShortcut` — the function returned, but its own code called a forbidden callable;
+* :class:`ChangedInput` — the function returned, but changed one of its inputs in place (``x *= e``):
+  the caller's tensor is overwritten, so an exercise never may. Every tensor reachable from the
+  arguments (a module's parameters and buffers too) is compared before and after the call, its
+  values and its version counter (which an in-place operation bumps even when the values end up the
+  same).
 
 What a case is expected to give never reaches this module: it runs untrusted code, and in the
 grader it runs inside the sandbox.
@@ -14,15 +19,20 @@ grader it runs inside the sandbox.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+from torch import nn
+
 from course_utils.feedback import codec
 from course_utils.feedback.shortcuts import ShortcutWatch, resolve
 
-# The error type the grader's child reports for a forbidden call.
+# The error types the grader's child reports for a forbidden call and for a changed input.
 FORBIDDEN_ERROR = "ForbiddenShortcut"
+CHANGED_INPUT_ERROR = "ChangedInput"
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,65 @@ class UsedShortcut:
     name: str  # the first forbidden callable the learner's code called
 
 
-CaseOutcome = EncodedReturn | Raised | UsedShortcut
+@dataclass(frozen=True)
+class ChangedInput:
+    argument: str  # the learner's name for the first argument changed in place
+
+
+CaseOutcome = EncodedReturn | Raised | UsedShortcut | ChangedInput
+
+
+def _tensors_in(value, label: str):
+    """(label, tensor) for every tensor in an argument: itself, in a tuple/list/dict, in a module."""
+    if isinstance(value, torch.Tensor):
+        yield label, value
+    elif isinstance(value, nn.Module):
+        for name, tensor in (*value.named_parameters(), *value.named_buffers()):
+            yield f"{label}.{name}", tensor
+    elif isinstance(value, (tuple, list)):
+        for index, item in enumerate(value):
+            yield from _tensors_in(item, f"{label}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors_in(item, f"{label}[{key!r}]")
+
+
+def _argument_names(function: Callable, args: list, kwargs: dict) -> dict[str, Any]:
+    """The arguments by the learner's own parameter names (by position where they cannot bind)."""
+    try:
+        bound = inspect.signature(function).bind(*args, **kwargs)
+        return dict(bound.arguments)
+    except (TypeError, ValueError):
+        return {**{f"argument {index + 1}": value for index, value in enumerate(args)}, **kwargs}
+
+
+class InputSnapshot:
+    """Every input tensor's values and version counter, to tell afterwards whether one changed."""
+
+    def __init__(self, function: Callable, args: list, kwargs: dict):
+        self._taken = [
+            (label, tensor, tensor._version, tensor.detach().clone())
+            for name, value in _argument_names(function, args, kwargs).items()
+            for label, tensor in _tensors_in(value, name)
+        ]
+
+    def first_changed(self) -> str | None:
+        for label, tensor, version, values in self._taken:
+            if tensor._version != version or not _same(tensor.detach(), values):
+                return label
+        return None
+
+
+def _same(now: torch.Tensor, before: torch.Tensor) -> bool:
+    """Same shape, dtype and values, a NaN counting as equal to a NaN where one was."""
+    if now.shape != before.shape or now.dtype != before.dtype:
+        return False
+    if torch.equal(now, before):
+        return True
+    if not now.is_floating_point():
+        return False
+    same_nans = torch.equal(now.isnan(), before.isnan())
+    return same_nans and torch.equal(now.nan_to_num(0.0), before.nan_to_num(0.0))
 
 
 def run_case(function: Callable, case: CaseCall) -> CaseOutcome:
@@ -93,6 +161,7 @@ def run_case(function: Callable, case: CaseCall) -> CaseOutcome:
     Only ``Exception`` is caught: an interrupt or ``sys.exit`` goes on to the caller.
     """
     args, kwargs = case.arguments()
+    inputs = InputSnapshot(function, args, kwargs)
     with ShortcutWatch(case.forbidden) as watch:
         try:
             returned = function(*args, **kwargs)
@@ -103,4 +172,7 @@ def run_case(function: Callable, case: CaseCall) -> CaseOutcome:
             return Raised.of(error)
     if watch.used:
         return UsedShortcut(watch.used[0])
+    changed = inputs.first_changed()
+    if changed is not None:
+        return ChangedInput(changed)
     return EncodedReturn(output)

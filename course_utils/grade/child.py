@@ -47,8 +47,10 @@ import traceback
 
 from course_utils.feedback import messages
 from course_utils.feedback.run import (
+    CHANGED_INPUT_ERROR,
     FORBIDDEN_ERROR,
     CaseCall,
+    ChangedInput,
     EncodedReturn,
     Raised,
     UsedShortcut,
@@ -251,15 +253,13 @@ def run_one_case(
         outcome = Raised.of(error)
     if isinstance(outcome, EncodedReturn):
         channel.send(event="result", **sent, output=outcome.output)
-    elif isinstance(outcome, UsedShortcut):  # the parent gives the exercise 0 with the reason
-        channel.send(
-            event="case_error",
-            **sent,
-            type=FORBIDDEN_ERROR,
-            message=outcome.name,
-            line=None,
-            code="",
+    elif isinstance(outcome, (UsedShortcut, ChangedInput)):  # the parent gives the exercise 0
+        kind, what = (
+            (FORBIDDEN_ERROR, outcome.name)
+            if isinstance(outcome, UsedShortcut)
+            else (CHANGED_INPUT_ERROR, outcome.argument)
         )
+        channel.send(event="case_error", **sent, type=kind, message=what, line=None, code="")
     else:
         channel.send(
             event="case_error", **sent, **describe_exception(outcome.error, filename, source)

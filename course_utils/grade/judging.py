@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from course_utils.feedback import messages
-from course_utils.feedback.run import FORBIDDEN_ERROR
+from course_utils.feedback.run import CHANGED_INPUT_ERROR, FORBIDDEN_ERROR
 from course_utils.grade.cases import HiddenCases
 from course_utils.grade.results import ExerciseRun, Row
 from course_utils.grade.submission import GradedCell, ReleasedNotebook
@@ -88,6 +88,13 @@ def judge_exercise(
     ]
     if forbidden:
         return row(0.0, "forbidden", messages.forbidden_shortcut(forbidden[0], exercise.function))
+    changed = [
+        error["message"]
+        for error in outcome.case_errors.values()
+        if error["type"] == CHANGED_INPUT_ERROR
+    ]
+    if changed:  # a named mistake: the caller's tensor would be overwritten
+        return row(0.0, "failed", messages.changed_input(changed[0]))
     failures: list[tuple[str, str]] = []  # (case name, problem)
     error_kinds: set[str] = set()
     passed = 0
