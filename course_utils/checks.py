@@ -7,8 +7,14 @@ mistakes the grader uses, with a fixed seed) on the learner's function, each cas
 
 * prints one line on success, or
 * raises :class:`CheckFailed` whose one-line message names the failing case, what was wrong, the
-  classic mistake it matches if any, and a code-level hint, e.g. ``large logits ...: weights: NaN in 3
-  of 6 entries (...); it matches exp(x) / sum(exp(x)) without the shift: ... — hint: ...``.
+  classic mistake it matches if any, and the exercise's conceptual hint, e.g. ``large logits ...:
+  weights: NaN in 3 of 6 entries (...); it matches exp(x) / sum(exp(x)) without the shift: ...
+  — hint: subtract the largest score ...``.
+
+Hints come in tiers, so that one wrong try does not turn the exercise into transcription: the
+conceptual hint with every failure, the code-level hint only from the third failed check of that
+exercise in this kernel (``CODE_HINT_AFTER``), or at once on request with ``hint(name)``. The
+grader's feedback gives the conceptual tier only.
 
 Every way the learner's code can break (wrong signature, not implemented, an exception, a forbidden
 shortcut such as ``torch.softmax`` in the softmax exercise) becomes such a line. In Jupyter a
@@ -31,6 +37,9 @@ from course_utils.feedback.prepared import (
 )
 from course_utils.feedback.run import ChangedInput, EncodedReturn, Raised, UsedShortcut, run_case
 from course_utils.feedback.spec import Exercise, visible_seed
+
+CODE_HINT_AFTER = 3  # failed checks of one exercise before its message shows the code-level hint
+_failed_checks: dict[str, int] = {}  # grade_id -> failed checks in this kernel
 
 
 class CheckFailed(AssertionError):
@@ -115,8 +124,30 @@ def _check_exercise(exercise: Exercise, fn: Callable) -> int:
     case, problem = (named or failures)[0]
     raise CheckFailed(
         f"{len(cases) - len(failures)}/{len(cases)} cases pass. {case.name}: {problem}"
-        f" — hint: {exercise.code_hint}"
     )
+
+
+def _with_hints(message: str, exercise: Exercise) -> str:
+    """A failure's message with the hint of its tier (counts this failed check). An untouched stub
+    is not a try: its message already carries the stub's own hint."""
+    if message.startswith(messages.NOT_IMPLEMENTED):
+        return message
+    failed = _failed_checks[exercise.grade_id] = _failed_checks.get(exercise.grade_id, 0) + 1
+    message += f" — hint: {exercise.hint}"
+    if failed >= CODE_HINT_AFTER:
+        return message + f" — code hint: {exercise.code_hint}"
+    return message + (
+        f" (a code-level hint comes with failed check {CODE_HINT_AFTER}, or now with "
+        f'hint("{exercise.grade_id}"), from course_utils.checks)'
+    )
+
+
+def hint(name: str) -> None:
+    """Print the code-level hint of exercise ``name``: what the check shows after three failures."""
+    exercise = find_exercise(name)
+    if exercise is None:
+        raise ValueError(f"unknown exercise {name!r}; known: {', '.join(available_checks())}")
+    print(f"{name}: {exercise.code_hint}")
 
 
 def check(name: str, fn: Callable) -> None:
@@ -132,7 +163,7 @@ def check(name: str, fn: Callable) -> None:
     try:
         passed = _check_exercise(exercise, fn)
     except CheckFailed as failure:
-        raise CheckFailed(str(failure), name=name) from None
+        raise CheckFailed(_with_hints(str(failure), exercise), name=name) from None
     print(f"✔ {name}: passed all {passed} cases")
 
 

@@ -8,8 +8,10 @@ a forbidden shortcut, misuse of check() itself.
 import pytest
 import torch
 
+from course_utils import checks
 from course_utils.attention import softmax
 from course_utils.checks import CheckFailed, available_checks, check
+from course_utils.exercises import find_exercise
 
 
 def manual_softmax(scores, dim=-1):
@@ -93,12 +95,28 @@ def test_stable_softmax_mistakes_are_named(wrong_answer, expected_fragment):
     assert expected_fragment in failure("ex1_1_stable_softmax", wrong_answer)
 
 
-def test_a_failed_check_shows_the_code_hint_and_counts_cases():
-    message = failure("ex1_1_stable_softmax", lambda scores, dim: manual_softmax(scores, -1))
-    assert (
-        "cases pass." in message
-        and "hint: shifted = scores - scores.amax(dim, keepdim=True)" in message
-    )
+def test_hints_come_in_tiers_the_code_only_from_the_third_failed_check(monkeypatch):
+    monkeypatch.setattr(checks, "_failed_checks", {})
+    exercise = find_exercise("ex1_1_stable_softmax")
+
+    def wrong(scores, dim=-1):
+        return manual_softmax(scores, -1)
+
+    first, second, third = (failure("ex1_1_stable_softmax", wrong) for _ in range(3))
+    for early in (first, second):
+        assert "cases pass." in early and f"hint: {exercise.hint}" in early
+        assert exercise.code_hint not in early
+        assert 'hint("ex1_1_stable_softmax")' in early  # where the code hint is, right now
+    assert f"code hint: {exercise.code_hint}" in third
+    other = failure("ex1_2_soft_lookup", lambda query, keys, values, temperature: None)
+    assert find_exercise("ex1_2_soft_lookup").code_hint not in other  # counted per exercise
+
+
+def test_hint_shows_the_code_hint_on_request(capsys):
+    checks.hint("ex1_1_stable_softmax")
+    assert find_exercise("ex1_1_stable_softmax").code_hint in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown exercise"):
+        checks.hint("ex99_nothing")
 
 
 def test_not_implemented_shows_the_hint():

@@ -17,6 +17,8 @@ import time
 import pytest
 from test_grade import EXERCISES, read_rows, run_grader, write_submission
 
+from course_utils.exercises import find_exercise
+
 S1, S2, S3 = EXERCISES
 TIMEOUT_S = 4
 NOTEBOOK_TIMEOUT_S = 12
@@ -120,6 +122,11 @@ def stable_softmax(scores, dim=-1):
     scores.exp_()
     return scores / scores.sum(dim, keepdim=True)
 """
+WITHOUT_THE_SHIFT = """
+def stable_softmax(scores, dim=-1):
+    exponentials = scores.exp()
+    return exponentials / exponentials.sum(dim, keepdim=True)
+"""
 NO_GRAD_HELPER = """
 @torch.no_grad()
 def _normalised(exponentials, dim):
@@ -172,6 +179,7 @@ def graded(tmp_path_factory):
     write_submission(submissions / "tuple_subclass", {S2: TUPLE_SHORTCUT})
     write_submission(submissions / "no_grad_helper", {S1: NO_GRAD_HELPER})
     write_submission(submissions / "in_place", {S1: IN_PLACE})
+    write_submission(submissions / "without_the_shift", {S1: WITHOUT_THE_SHIFT})
     started = time.monotonic()
     result = run_grader(
         str(submissions),
@@ -240,3 +248,10 @@ def test_an_honest_no_grad_helper_gets_full_marks(graded):
 def test_changing_an_input_in_place_scores_0_and_says_which(graded):
     row = _row(graded, "in_place", S1)
     assert row["points"] == "0" and "changes its input `scores` in place" in row["message"], row
+
+
+def test_feedback_gives_the_conceptual_hint_never_the_code(graded):
+    exercise = find_exercise(S1)
+    row = _row(graded, "without_the_shift", S1)
+    assert row["status"] == "partial" and "without the shift" in row["message"]
+    assert f"hint: {exercise.hint}" in row["message"] and exercise.code_hint not in row["message"]

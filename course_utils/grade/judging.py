@@ -120,6 +120,8 @@ def judge_exercise(
         )
         if len(failures) > 2:
             summary += f"; and {len(failures) - 2} more failing"
+    # the conceptual hint, as check() gives it; the code-level one stays in the learner's notebook
+    summary += f" — hint: {cases.exercise.hint}"
     if passed:
         return row(points, "partial", summary)
     if len(outcome.case_errors) == total and len(error_kinds) == 1:
