@@ -152,6 +152,30 @@ def test_changing_an_input_in_place_is_refused_by_check(exercise):
         check(exercise.grade_id, in_place)
 
 
+def _zeros_like(value):
+    if isinstance(value, torch.Tensor):
+        return torch.zeros_like(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_zeros_like(item) for item in value)
+    return value
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=IDS)
+def test_an_answer_of_zeros_is_never_told_it_matches_a_named_mistake(exercise):
+    """All zeros in the right shapes: a degenerate answer, which no named mistake explains."""
+    reference = written_like(exercise.reference)
+    case = prepare_cases(exercise, GRADING_SEEDS[0])[0]
+    if not isinstance(case.expected, (torch.Tensor, tuple, list)):
+        pytest.skip("the answer is not an array")  # a number, a word: nothing degenerate about it
+
+    def zeros(*args, **kwargs):
+        return _zeros_like(reference(*args, **kwargs))
+
+    with pytest.raises(CheckFailed) as failure:
+        check(exercise.grade_id, zeros)
+    assert "it matches" not in str(failure.value), str(failure.value)
+
+
 @pytest.mark.parametrize("exercise", EXERCISES, ids=IDS)
 def test_calling_the_reference_is_refused_as_a_shortcut(exercise):
     def shortcut(*args, **kwargs):

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from course_utils.feedback import codec, messages
 from course_utils.feedback.run import CaseCall, Raised
 from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake
@@ -75,6 +77,46 @@ class PreparedCase:
     mistaken: tuple[tuple[Mistake, CallResult], ...]
 
 
+def _arrays_in(value: Any):
+    if isinstance(value, codec.Array):
+        yield value.values
+    elif hasattr(value, "shape") and hasattr(value, "dtype"):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _arrays_in(item)
+
+
+def is_degenerate(value: Any) -> bool:
+    """True when every array in ``value`` holds one finite value throughout: all zeros, or any
+    constant (a single entry included). Such an output matches many mistakes by chance.
+
+    An output that is NaN throughout is not counted: the mistakes that give it (exp() without the
+    max shift, 0/0 with no floor) are the classic diagnoses of NaN, and the judge's own message
+    about NaN is shown whether or not one of them is named."""
+    arrays = [np.asarray(array) for array in _arrays_in(value) if np.size(array) > 0]
+    if not arrays:
+        return False
+    for array in arrays:
+        flat = array.reshape(-1)
+        if not (flat == flat[0]).all():  # a NaN never equals itself: NaN throughout is not constant
+            return False
+    return True
+
+
+def _tells_apart(exercise: Exercise, expected: Any, result: CallResult) -> bool:
+    """Whether a mistake's result on a case is worth naming: not the right answer itself (the case
+    cannot tell that mistake from the answer), and not a degenerate output."""
+    if not isinstance(result, Returned):
+        return True
+    if result.value is NOT_APPLICABLE or is_degenerate(result.value):
+        return False
+    try:
+        return exercise.judge(result.value, expected) is not None
+    except Exception:  # noqa: BLE001 - a value the judge cannot compare is not the answer
+        return True
+
+
 def prepare(exercise: Exercise, case: Case) -> PreparedCase:
     sent = case_call(exercise, case)
     args, kwargs = sent.arguments()
@@ -82,7 +124,7 @@ def prepare(exercise: Exercise, case: Case) -> PreparedCase:
     mistaken = []
     for mistake in exercise.mistakes:
         result = call(mistake.returns, sent)
-        if not (isinstance(result, Returned) and result.value is NOT_APPLICABLE):
+        if _tells_apart(exercise, expected, result):
             mistaken.append((mistake, result))
     return PreparedCase(case.name, sent, expected, tuple(mistaken))
 
@@ -92,7 +134,10 @@ def prepare_cases(exercise: Exercise, seed: int) -> list[PreparedCase]:
 
 
 def matching_mistake(exercise: Exercise, case: PreparedCase, result: CallResult) -> Mistake | None:
-    """The first named mistake that gives exactly what the learner's function gave on this case."""
+    """The first named mistake that gives exactly what the learner's function gave on this case;
+    none for a degenerate answer (all zeros, constant, NaN), which would match a mistake by chance."""
+    if isinstance(result, Returned) and is_degenerate(result.value):
+        return None
     for mistake, mistaken in case.mistaken:
         if isinstance(result, Raised) and isinstance(mistaken, Raised):
             if (result.type, result.message[:500]) == (mistaken.type, mistaken.message[:500]):
