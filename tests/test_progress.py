@@ -201,3 +201,26 @@ def test_progress_reports_passed_failing_not_started_and_the_next_exercise(learn
     assert "1/3 exercises passed, 1 failing, 1 not started" in out
     assert "stopped after" not in out, out
     assert f"Next: ex1_2_soft_lookup in {learner_copy / NOTEBOOK} (failing)" in out
+
+
+def test_asked_about_some_notebooks_it_copies_nothing_and_reports_only_those(tmp_path, capsys):
+    """`course-progress 08 …` on a folder of part II work: notebooks 01-07 of the course are not
+    copied in as 'new', and the next exercise is one of the notebooks asked about."""
+    course = tmp_path / "notebooks"
+    course.mkdir()
+    for name in ("01_soft_weights.ipynb", "08_transformer.ipynb"):
+        shutil.copy(ROOT / "notebooks" / name, course / name)
+    copy = tmp_path / "part-two"
+    copy.mkdir()
+    shutil.copy(ROOT / "notebooks" / "08_transformer.ipynb", copy / "08_transformer.ipynb")
+    assert main(["08", "--copy", str(copy), "--course", str(course)]) == 0
+    out = capsys.readouterr().out
+    assert sorted(path.name for path in copy.iterdir()) == ["08_transformer.ipynb"]
+    assert "new in the course" not in out and "ex1_" not in out
+    assert "Next: ex8_1_encoder_block" in out
+
+
+def test_a_failing_message_is_shown_whole():
+    long = "0/5 cases pass. " + "x" * 400 + " it matches the named mistake — hint: the idea"
+    cell = check_cell('check("exZ_1_f", f)', [error("CheckFailed", f"exZ_1_f: {long}")])
+    assert state_of_check("99_toy", cell).message == long

@@ -4,7 +4,7 @@ Like rustlings: it runs every notebook of your copy (``my-notebooks/``) headless
 reads what each check cell printed, and prints one line per exercise and the next one to do::
 
     course-progress                 # copy new course notebooks into my-notebooks/, then run and report
-    course-progress 01 03           # only these notebooks
+    course-progress 01 03           # only these notebooks (nothing is copied)
     course-progress --copy-only     # only the copy (`make lab` runs this before opening JupyterLab)
 
 In a notebook: ``from course_utils.tooling.progress import show_progress; show_progress()``.
@@ -87,9 +87,9 @@ def check_cells(notebook) -> list:
     return [cell for cell in notebook.cells if _is_check_cell(cell)]
 
 
-def _one_line(text: str, width: int = 160) -> str:
-    line = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+def _one_line(text: str) -> str:
+    """The whole message on one line (never cut: its end names the mistake and the hint)."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
 
 
 def state_of_check(notebook: str, cell) -> ExerciseState:
@@ -233,7 +233,8 @@ def select_notebooks(copy: Path, requested: list[str]) -> list[Path]:
         if not matches:
             known = ", ".join(p.stem for p in available) or "none"
             raise ValueError(
-                f"notebook {token!r}: expected one of {known} (in {copy}), got no match"
+                f"notebook {token!r}: expected one of {known} (in {copy}), got no match "
+                "(course-progress --copy-only copies the course's notebooks you do not have yet)"
             )
         chosen += [match for match in matches if match not in chosen]
     return chosen
@@ -317,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             require_folder(course, "--course", "the released notebooks (NN_name.ipynb)")
         if not course.is_dir() or course.resolve() == copy.resolve():
             course = None  # nothing to copy from, and nothing to tell untouched notebooks by
+        elif args.notebooks and not args.copy_only:
+            pass  # asked about some notebooks: report those, copy nothing into the folder
         else:
             copied = copy_new_notebooks(course, copy)
             for path in copied:
