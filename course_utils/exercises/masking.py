@@ -8,16 +8,11 @@ import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.feedback.judge import close
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake, randint
 from course_utils.masks import causal_mask, padding_mask
 
 NOTEBOOK = "05_masking"
 INVERTED = "it matches the inverted mask: True must mean 'may attend'"
-
-
-def _random_int(generator: torch.Generator, low: int, high: int) -> int:
-    """An int in [low, high), drawn from ``generator``."""
-    return int(torch.randint(low, high, (1,), generator=generator))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -25,8 +20,19 @@ def _random_int(generator: torch.Generator, low: int, high: int) -> int:
 
 
 def _causal_mask_cases(generator: torch.Generator) -> list[Case]:
-    sizes = [5, 1, 2, 3, 8, 17, _random_int(generator, 4, 30)]
-    return [Case(f"n={n}", (n,)) for n in sizes]
+    def sized(name: str, low: int, high: int) -> Case:  # n in [low, high]
+        return Case(name, (randint(generator, low, high + 1),))
+
+    return [
+        sized("a few positions", 4, 7),
+        # The input is the size alone: a single position is one value, the same for every seed.
+        Case("a single position (n=1)", (1,), fixed=True),
+        sized("two to four positions", 2, 4),
+        sized("three to six positions", 3, 6),
+        sized("about ten positions", 8, 12),
+        sized("more than 16 positions", 17, 24),
+        sized("random n", 4, 29),
+    ]
 
 
 CAUSAL_MASK = Exercise(
@@ -68,20 +74,32 @@ CAUSAL_MASK = Exercise(
 # 5.2 padding mask
 
 
+def _lengths(generator: torch.Generator, count: int, low: int, high: int) -> list[int]:
+    """``count`` lengths in [low, high], drawn from ``generator``."""
+    return torch.randint(low, high + 1, (count,), generator=generator).tolist()
+
+
 def _padding_mask_cases(generator: torch.Generator) -> list[Case]:
+    # max_len >= 4 beside at most three sequences: a (max_len, batch) answer has the wrong shape
+    padded, full, single, zero, longest = (randint(generator, 4, 10) for _ in range(5))
+    every, random_max = randint(generator, 3, 10), randint(generator, 2, 12)
     settings = [
-        ("lengths [3, 5, 1], max_len=6", [3, 5, 1], 6),
-        ("lengths [2, 2], max_len=2 (no padding)", [2, 2], 2),
-        ("lengths [2, 4, 1], max_len=4", [2, 4, 1], 4),
-        ("lengths [3], max_len=6 (padding after the longest)", [3], 6),
-        ("a zero length among [0, 5, 2], max_len=5", [0, 5, 2], 5),
-        ("8 sequences of length 1..8, max_len=8", list(range(1, 9)), 8),
+        ("three sequences, all padded", _lengths(generator, 3, 1, padded - 1), padded),
+        ("two sequences, no padding (every length is max_len)", [full, full], full),
+        (
+            "three sequences, the longest fills max_len",
+            [*_lengths(generator, 2, 1, longest - 1), longest],
+            longest,
+        ),
+        ("one sequence, padding after it", _lengths(generator, 1, 1, single - 1), single),
+        ("a zero length beside a full one", [0, zero, *_lengths(generator, 1, 1, zero)], zero),
+        (
+            "one sequence of each length 1 … max_len, shuffled",
+            (torch.randperm(every, generator=generator) + 1).tolist(),
+            every,
+        ),
+        ("four random lengths in 0 … max_len", _lengths(generator, 4, 0, random_max), random_max),
     ]
-    max_len = _random_int(generator, 2, 12)
-    random_lengths = torch.randint(0, max_len + 1, (4,), generator=generator).tolist()
-    settings.append(
-        (f"random lengths {random_lengths}, max_len={max_len}", random_lengths, max_len)
-    )
     return [Case(name, (torch.tensor(lengths), max_len)) for name, lengths, max_len in settings]
 
 
@@ -263,15 +281,23 @@ def combined_mask_reference(lengths, n):
 
 
 def _combined_mask_cases(generator: torch.Generator) -> list[Case]:
+    padded, with_zero, full, random_n = (randint(generator, 3, 10) for _ in range(4))
+    batch = randint(generator, 1, 5)
     settings = [
-        ("lengths [2, 4, 3], n=4", [2, 4, 3], 4),
-        ("lengths [1], n=1", [1], 1),
-        ("lengths [6, 0, 3], n=6", [6, 0, 3], 6),
-        ("lengths [5, 5], n=5 (no padding)", [5, 5], 5),
+        (
+            "three sequences, one full, two padded",
+            [padded, *_lengths(generator, 2, 1, padded - 1)],
+            padded,
+        ),
+        ("n=1: sequences of a single token", [1] * batch, 1),
+        (
+            "a zero length beside a full one",
+            [with_zero, 0, *_lengths(generator, 1, 1, with_zero)],
+            with_zero,
+        ),
+        ("two sequences, no padding (every length is n)", [full, full], full),
+        ("three random lengths in 0 … n", _lengths(generator, 3, 0, random_n), random_n),
     ]
-    n = _random_int(generator, 3, 10)
-    random_lengths = torch.randint(0, n + 1, (3,), generator=generator).tolist()
-    settings.append((f"random lengths {random_lengths}, n={n}", random_lengths, n))
     return [Case(name, (torch.tensor(lengths), n)) for name, lengths, n in settings]
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 
 from course_utils.feedback.judge import close
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake, randn
+from course_utils.feedback.spec import (
+    NOT_APPLICABLE,
+    Case,
+    Exercise,
+    Mistake,
+    mistake,
+    randint,
+    randn,
+)
 from course_utils.ntm_addressing import ntm_content_weights, ntm_sharpen, ntm_shift, slot_cosine
 
 NOTEBOOK = "12_memory_and_pointers"
@@ -175,10 +183,20 @@ def _one_hot(size: int, index: int) -> torch.Tensor:
 
 def _shift_cases(generator: torch.Generator) -> list[Case]:
     forward, backward = torch.tensor([0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0])
+    inner, last, first = (randint(generator, 4, 10) for _ in range(3))  # the numbers of slots N
     return [
-        Case("weights one-hot at slot 2 of 6, shift +1", (_one_hot(6, 2), forward.double())),
-        Case("weights one-hot at the last slot of 5, shift +1", (_one_hot(5, 4), forward.double())),
-        Case("weights one-hot at slot 0 of 5, shift -1", (_one_hot(5, 0), backward.double())),
+        Case(
+            "weights one-hot at an inner slot, shift +1",
+            (_one_hot(inner, randint(generator, 1, inner - 1)), forward.double()),
+        ),
+        Case(
+            "weights one-hot at the last slot, shift +1 (wraps round to slot 0)",
+            (_one_hot(last, last - 1), forward.double()),
+        ),
+        Case(
+            "weights one-hot at slot 0, shift -1 (wraps round to the last slot)",
+            (_one_hot(first, 0), backward.double()),
+        ),
         Case(
             "weights (N=7), soft shift (3,)",
             (_random_weights(generator, 7), _random_weights(generator, 3)),
@@ -291,13 +309,16 @@ def _sharpen_cases(generator: torch.Generator) -> list[Case]:
             (_random_weights(generator, 2, 2, 5, dtype=torch.float32), exponent(2, 2).float()),
         ),
         Case(
-            "weights (N=4) with an exact zero, gamma 3",
-            (
-                torch.tensor([0.5, 0.3, 0.0, 0.2], dtype=torch.float64),
-                torch.tensor(3.0, dtype=torch.float64),
-            ),
+            "weights (N=4) with an exact zero, gamma 0-d", (_with_a_zero(generator, 4), exponent())
         ),
     ]
+
+
+def _with_a_zero(generator: torch.Generator, size: int) -> torch.Tensor:
+    """Weights over ``size`` slots summing to 1, one of them (at a random slot) exactly 0."""
+    weights = _random_weights(generator, size)
+    weights[randint(generator, 0, size)] = 0.0
+    return weights / weights.sum()
 
 
 @mistake("it matches w^γ without dividing by Σ_j w_j^γ: renormalise so that the weights sum to 1")

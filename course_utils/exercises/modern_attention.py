@@ -7,17 +7,12 @@ import torch
 from course_utils.alibi import alibi_bias
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.feedback.judge import close
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake, randint
 from course_utils.grouped_query import grouped_query_attention
 from course_utils.rotary import apply_rope
 from course_utils.sliding_window import sliding_window_mask
 
 NOTEBOOK = "09_modern_attention"
-
-
-def _randint(generator: torch.Generator, low: int, high: int) -> int:
-    """A random int in [low, high)."""
-    return int(torch.randint(low, high, (1,), generator=generator))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -28,7 +23,7 @@ def _rope_cases(generator: torch.Generator) -> list[Case]:
     def randn(*shape, dtype=torch.float64):
         return torch.randn(*shape, generator=generator, dtype=dtype)
 
-    start = _randint(generator, 1, 40)
+    start = randint(generator, 1, 40)
     gaps = torch.randint(1, 6, (6,), generator=generator)
     return [
         Case("x (5, 4), positions 0 … 4", (randn(5, 4), torch.arange(5))),
@@ -37,7 +32,7 @@ def _rope_cases(generator: torch.Generator) -> list[Case]:
             (randn(2, 3, 6, 8), torch.arange(6)),
         ),
         Case(
-            f"x (1, 2, 4, 16), positions {start} … {start + 3} (a later chunk)",
+            "x (1, 2, 4, 16), four consecutive positions from a later start (a later chunk)",
             (randn(1, 2, 4, 16), torch.arange(start, start + 4)),
         ),
         Case("x (6, 6), increasing positions with gaps", (randn(6, 6), torch.cumsum(gaps, 0))),
@@ -117,14 +112,23 @@ APPLY_ROPE = Exercise(
 
 
 def _alibi_cases(generator: torch.Generator) -> list[Case]:
-    n = _randint(generator, 3, 12)
+    def heads() -> int:  # a number of heads other than 8
+        drawn = randint(generator, 2, 16)
+        return drawn if drawn != 8 else 16
+
+    n, square, random_n = (
+        randint(generator, 3, 8),
+        randint(generator, 3, 12),
+        randint(generator, 3, 12),
+    )
+    n_q, one_head = randint(generator, 2, 6), randint(generator, 2, 8)
     return [
-        Case("8 heads, n_q = n_k = 5", (8, 5, 5)),
-        Case("4 heads, n_q = n_k = 6", (4, 6, 6)),
-        Case(f"2 heads, n_q = n_k = {n}", (2, n, n)),
-        Case("12 heads, n_q = 3, n_k = 7", (12, 3, 7)),
-        Case("1 head, n_q = 4, n_k = 4", (1, 4, 4)),
-        Case("6 heads, n_q = 5, n_k = 1", (6, 5, 1)),
+        Case("8 heads (the paper's slopes 1/2 … 1/256), n_q = n_k", (8, n, n)),
+        Case("a number of heads other than 8, n_q = n_k", (heads(), square, square)),
+        Case("2 heads, n_q = n_k", (2, random_n, random_n)),
+        Case("more keys than queries", (heads(), n_q, n_q + randint(generator, 1, 6))),
+        Case("1 head, n_q = n_k", (1, one_head, one_head)),
+        Case("a single key (n_k = 1)", (heads(), randint(generator, 2, 8), 1)),
     ]
 
 
@@ -273,14 +277,19 @@ GROUPED_QUERY_ATTENTION = Exercise(
 
 
 def _window_cases(generator: torch.Generator) -> list[Case]:
-    n = _randint(generator, 6, 20)
+    def shorter(window_low: int, n_low: int, n_high: int) -> tuple[int, int]:
+        """(n, window) with n in [n_low, n_high] and window in [window_low, n - 1]."""
+        n = randint(generator, n_low, n_high + 1)
+        return n, randint(generator, window_low, n)
+
+    n_two, n_one, n_equal, n_longer = (randint(generator, 3, 10) for _ in range(4))
     return [
-        Case("n=6, window=3", (6, 3)),
-        Case("n=8, window=2", (8, 2)),
-        Case(f"n={n}, window=4", (n, 4)),
-        Case("n=5, window=1 (itself only)", (5, 1)),
-        Case("n=4, window=4", (4, 4)),
-        Case("n=3, window=10 (longer than the sequence)", (3, 10)),
+        Case("a window shorter than the sequence", shorter(2, 5, 10)),
+        Case("a window of 2", (n_two + 2, 2)),
+        Case("a window of at least 3, a longer sequence", shorter(3, 6, 19)),
+        Case("a window of 1 (the query itself only)", (n_one, 1)),
+        Case("a window as long as the sequence", (n_equal, n_equal)),
+        Case("a window longer than the sequence", (n_longer, n_longer + randint(generator, 1, 10))),
     ]
 
 

@@ -8,7 +8,7 @@ import torch
 
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.feedback.judge import close
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, Mistake, mistake, randint
 from course_utils.masks import padding_mask
 from course_utils.multihead import merge_heads, split_heads
 
@@ -21,6 +21,13 @@ def _view_heads_first(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.reshape(batch, num_heads, length, embed_dim // num_heads)
 
 
+def _counting(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    """float32 ``shape`` holding consecutive integers from a random start: each entry's value says
+    where it came from (start + its flat index), so a misplaced entry is easy to trace."""
+    start = randint(generator, 0, 1000)
+    return torch.arange(start, start + math.prod(shape), dtype=torch.float32).reshape(shape)
+
+
 # --------------------------------------------------------------------------------------------------
 # 6.1 split heads
 
@@ -29,10 +36,9 @@ def _split_heads_cases(generator: torch.Generator) -> list[Case]:
     def randn(*shape):
         return torch.randn(*shape, generator=generator)
 
-    counting = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)  # entry = its index
     return [
-        Case("x = arange, (2, 3, 8), 2 heads", (counting, 2)),
-        Case("x = arange, (2, 3, 8), 4 heads", (counting.clone(), 4)),
+        Case("x = consecutive integers, (2, 3, 8), 2 heads", (_counting(generator, 2, 3, 8), 2)),
+        Case("x = consecutive integers, (2, 3, 8), 4 heads", (_counting(generator, 2, 3, 8), 4)),
         Case("x (2, 3, 8), 2 heads", (randn(2, 3, 8), 2)),
         Case("x (1, 5, 12), 3 heads", (randn(1, 5, 12), 3)),
         Case("x (3, 4, 6), 6 heads", (randn(3, 4, 6), 6)),
@@ -100,9 +106,8 @@ def _merge_heads_cases(generator: torch.Generator) -> list[Case]:
     def randn(*shape):
         return torch.randn(*shape, generator=generator)
 
-    counting = torch.arange(2 * 2 * 3 * 4, dtype=torch.float32).reshape(2, 2, 3, 4)
     return [
-        Case("x = arange, (2, 2, 3, 4)", (counting,)),
+        Case("x = consecutive integers, (2, 2, 3, 4)", (_counting(generator, 2, 2, 3, 4),)),
         Case("split_heads of a (3, 5, 12) tensor into 3 heads", (split_heads(randn(3, 5, 12), 3),)),
         Case("x (2, 2, 3, 4)", (randn(2, 2, 3, 4),)),
         Case("x (1, 3, 5, 2)", (randn(1, 3, 5, 2),)),

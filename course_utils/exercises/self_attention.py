@@ -9,7 +9,7 @@ import torch
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.feedback.judge import close
 from course_utils.feedback.shared_mistakes import swapped_pair
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake, randint
 from course_utils.positional import sinusoidal_positional_encoding
 
 NOTEBOOK = "04_self_attention"
@@ -213,11 +213,19 @@ SELF_ATTENTION = Exercise(
 
 
 def _sinusoidal_encoding_cases(generator: torch.Generator) -> list[Case]:
-    sizes = [(7, 10), (1, 2), (5, 4), (12, 16), (50, 8), (3, 64)]
-    random_n = int(torch.randint(2, 40, (1,), generator=generator))
-    random_d = 2 * int(torch.randint(2, 17, (1,), generator=generator))
-    sizes.append((random_n, random_d))
-    return [Case(f"n={n} positions, d={d}", (n, d)) for n, d in sizes]
+    def even(low: int, high: int) -> int:  # an even d in [low, high]
+        return 2 * randint(generator, low // 2, high // 2 + 1)
+
+    settings = [  # n != d in all but the random case: a transposed answer has the wrong shape
+        ("a few positions, d not a power of two", randint(generator, 5, 10), 4 * randint(generator, 2, 5) + 2),
+        ("a single position (n=1), d even", 1, even(2, 16)),
+        ("a few positions, d=4", randint(generator, 5, 9), 4),
+        ("about ten positions, d a power of two", randint(generator, 9, 16), 2 ** randint(generator, 4, 6)),
+        ("many positions (up to 60), small d", randint(generator, 30, 61), even(6, 10)),
+        ("a few positions, large d (48 to 80)", randint(generator, 2, 5), even(48, 80)),
+        ("random n, even d", randint(generator, 2, 40), even(4, 32)),
+    ]  # fmt: skip
+    return [Case(name, (n, d)) for name, n, d in settings]
 
 
 def _angles(n, d, exponent_scale=2.0, first_position=0):

@@ -6,7 +6,7 @@ import torch
 
 from course_utils.feedback.judge import close
 from course_utils.feedback.shared_mistakes import swapped_pair
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake, randint, randn
 from course_utils.pooling import nadaraya_watson, soft_lookup
 from course_utils.softmax import softmax
 
@@ -35,11 +35,20 @@ def _stable_softmax_cases(generator: torch.Generator) -> list[Case]:
         Case("random (6, 3) scores, dim=0", (randn(6, 3), 0)),
         Case("(3, 5, 2) float64 scores, dim=1", (randn(3, 5, 2, dtype=torch.float64), 1)),
         Case(
-            "large logits (rows [1000, 0, -5] and [-1000, -1001, -1002]), dim=-1",
-            (torch.tensor([[1000.0, 0.0, -5.0], [-1000.0, -1001.0, -1002.0]]), -1),
+            "large logits (2, 3): one row led by a logit near +1000, one row near -1000, dim=-1",
+            (_large_logits(generator), -1),
         ),
         Case("float64 (3, 4) scores spread over ±1000, dim=1", (_spread_scores(randn), 1)),
     ]
+
+
+def _large_logits(generator: torch.Generator) -> torch.Tensor:
+    """float32 (2, 3): row 0 holds one logit near +1000 far above the others (exp overflows),
+    row 1 three logits near -1000 (exp underflows to 0)."""
+    logits = randn(generator, 2, 3, scale=3.0)
+    logits[0, randint(generator, 0, 3)] += 1000.0
+    logits[1] -= 1000.0
+    return logits.float()
 
 
 def _spread_scores(randn) -> torch.Tensor:

@@ -17,7 +17,7 @@ from course_utils.exercises.transformer_blocks import (
     random_module,
 )
 from course_utils.feedback.judge import close, number
-from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake
+from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake, randint
 from course_utils.kv_cache import KVCache, cached_self_attention
 from course_utils.masks import padding_mask
 from course_utils.multihead import MultiHeadAttention, split_heads
@@ -28,17 +28,24 @@ from course_utils.transformer import Seq2SeqTransformer, warmup_schedule
 
 
 def _warmup_cases(generator: torch.Generator) -> list[Case]:
-    warmup = int(torch.randint(50, 4001, (1,), generator=generator))
-    before = int(torch.randint(2, warmup, (1,), generator=generator))
-    after = int(torch.randint(warmup + 1, 20 * warmup, (1,), generator=generator))
-    d_model = int(2 ** torch.randint(4, 10, (1,), generator=generator))
+    def d_model() -> int:  # a power of two, 16 … 1024
+        return 2 ** randint(generator, 4, 11)
+
+    warmup = randint(generator, 50, 4001)
+    before = randint(generator, 2, warmup)
+    after = randint(generator, warmup + 1, 20 * warmup)
+    short = randint(generator, 10, 500)
     return [
-        Case("step 1, d_model 512, warm-up 4000 (the paper's)", (1, 512, 4000)),
-        Case(f"step {before} < warm-up {warmup}, d_model {d_model}", (before, d_model, warmup)),
-        Case(f"step = warm-up = {warmup}, d_model 64", (warmup, 64, warmup)),
-        Case(f"step {after} > warm-up {warmup}, d_model {d_model}", (after, d_model, warmup)),
-        Case("step 100000, d_model 256, warm-up 100", (100_000, 256, 100)),
-        Case("step 1, d_model 64, warm-up 1", (1, 64, 1)),
+        # The paper's own numbers: the first step of the schedule it trained with.
+        Case("step 1, d_model 512, warm-up 4000 (the paper's)", (1, 512, 4000), fixed=True),
+        Case("a step during the warm-up", (before, d_model(), warmup)),
+        Case("step = warm-up (where the curves meet)", (warmup, d_model(), warmup)),
+        Case("a step after the warm-up", (after, d_model(), warmup)),
+        Case(
+            "a step far past a short warm-up",
+            (randint(generator, 100 * short, 1000 * short), d_model(), short),
+        ),
+        Case("step 1 with a warm-up of 1 step", (1, d_model(), 1)),
     ]
 
 

@@ -47,11 +47,20 @@ NOT_APPLICABLE = object()  # what a Mistake returns for a case it says nothing a
 
 @dataclass(frozen=True)
 class Case:
-    """One input to the learner's function. ``name`` describes the input, never the answer."""
+    """One input to the learner's function. ``name`` describes the input, never the answer.
+
+    Its inputs are drawn from the family's generator, and ``name`` says what KIND of input it is,
+    never a drawn value: every seed gives the same names, so the grader's feedback names no input a
+    learner could special-case.
+    """
 
     name: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
+    # True: the same input for every seed (the paper's own numbers, an input whose exact values are
+    # the point). A lookup table answers it without code, so keep such cases few: at most one per
+    # exercise, each listed with why in the README ("Hidden cases"; tests/test_hidden_cases_vary.py).
+    fixed: bool = False
 
 
 def randn(
@@ -60,6 +69,11 @@ def randn(
     """``scale`` × standard normal values of ``shape`` from a case family's ``generator``, drawn in
     float64 and cast to ``dtype``: a float32 case holds the same numbers as its float64 twin."""
     return (scale * torch.randn(*shape, generator=generator, dtype=torch.float64)).to(dtype)
+
+
+def randint(generator: torch.Generator, low: int, high: int) -> int:
+    """An int in [low, high) from a case family's ``generator``: a size or a parameter of a case."""
+    return int(torch.randint(low, high, (1,), generator=generator))
 
 
 @dataclass(frozen=True)
