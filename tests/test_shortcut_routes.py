@@ -226,3 +226,25 @@ def test_the_graders_order_notices_each_route_and_spares_honest_code():
         assert found[route] == name, (route, found[route])
     for honest in HONEST:
         assert found[honest] == "EncodedReturn", (honest, found[honest])
+
+
+def test_a_library_twin_of_the_reference_is_forbidden_where_it_does_the_work():
+    """8.2 asks for a decoder block; the library's DecoderBlock.step is that block, one position at
+    a time, so calling it is a shortcut like calling the block itself."""
+    from test_exercise_specs import learner_solution
+
+    from course_utils.checks import CheckFailed, check
+    from course_utils.exercises import find_exercise
+
+    exercise = find_exercise("ex8_2_decoder_block")
+    solution = learner_solution(exercise)
+
+    def decoder_block(y, memory, self_mask, memory_mask, block):
+        try:
+            type(block).step(block, y[:, :1], memory, None, 0, memory_mask)  # the twin
+        except Exception:  # noqa: BLE001 - reached is enough
+            pass
+        return solution(y, memory, self_mask, memory_mask, block)
+
+    with pytest.raises(CheckFailed, match="calls course_utils.transformer.DecoderBlock.step"):
+        check(exercise.grade_id, decoder_block)
