@@ -3,6 +3,9 @@
     course-grade SUBMISSIONS_DIR --out grades.csv [--feedback DIR] [--jobs N] [--timeout S] [--notebook-timeout S]
                  [--memory-mb M] [--notebooks 01,02] [--sandbox auto|bwrap|none]
 
+    course-grade SUBMISSIONS_DIR --shard K/N --seed S --out part-K.csv     # one shard of a class
+    course-grade merge part-*.json --out grades.csv [--feedback DIR]      # the class, joined
+
 Layout: ``SUBMISSIONS_DIR/<student>/<NN_name>.ipynb``. Exit status: 0 when grading ran (whatever
 the submissions did), 1 when the grader itself could not run some notebook (see the messages),
 2 on misuse (missing or empty folder, unknown notebook, bad option, bwrap requested but unusable),
@@ -19,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from course_utils.grade import report
+from course_utils.grade import report, shards
 from course_utils.grade.cases import draw_cases, gradable_notebooks
 from course_utils.grade.classroom import grade_class
 from course_utils.grade.sandbox import SandboxError
@@ -122,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the hidden cases (default: random, recorded in the JSON report); the same "
         "seed draws the same cases, so a regrade with it reproduces every point",
     )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="grade only the students of shard K of N (1-based; by a stable hash of the folder "
+        "name); needs --seed, the same for every shard; join the parts with `course-grade merge`",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
     return parser
 
@@ -212,7 +222,10 @@ def _warn(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``course-grade``: the exit status (0; 1 on grader errors; 2 on bad usage; 130 on Ctrl-C or
     SIGINT, once every child is killed, with no report written)."""
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["merge"]:
+        return shards.merge_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     if threading.current_thread() is threading.main_thread():
         # A shell starts `course-grade ... &` with SIGINT ignored, and Python keeps an ignored
         # SIGINT: `kill -INT` would then be lost instead of stopping the run as documented.
@@ -231,10 +244,38 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _shard(args: argparse.Namespace, students: list[Path]) -> tuple[list[Path], dict | None]:
+    """The students of this run's shard, and the shard's record for the JSON (None: no --shard)."""
+    if args.shard is None:
+        return students, None
+    try:
+        index, count = shards.parse_shard(args.shard)
+    except shards.ShardError as error:
+        raise UsageError(str(error)) from None
+    if args.seed is None:
+        raise UsageError(
+            "--shard needs --seed: every shard of a class must draw the same hidden cases "
+            "(choose any number, e.g. --seed $RANDOM, and give it to every shard)"
+        )
+    mine = [student for student in students if shards.shard_of(student.name, count) == index]
+    record = {
+        "index": index,
+        "count": count,
+        "students": {
+            report.capped(report.printable(student.name), what="student"): shards.order_key(
+                student.name
+            )
+            for student in mine
+        },
+    }
+    return mine, record
+
+
 def _run(args: argparse.Namespace) -> int:
-    students = _students(args.submissions)
+    all_students = _students(args.submissions)
     gradable = _gradable(args.released)
-    names = _select(args.notebooks, gradable, students, args.released)
+    names = _select(args.notebooks, gradable, all_students, args.released)
+    students, shard = _shard(args, all_students)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     prepared = {name: _prepare(name, args.released, seed) for name in names}
     _warn_about_ungradable_files(students, gradable)
@@ -267,8 +308,12 @@ def _run(args: argparse.Namespace) -> int:
         "seed": seed,
         "preloaded_interpreter": run.preloaded_interpreter,
         "notebooks": names,
+        "course_version": shards.course_version(),
+        "course_digest": shards.course_digest([args.released / f"{name}.ipynb" for name in names]),
         "grader_errors": grader_errors,
     }
+    if shard is not None:
+        grader["shard"] = shard
     feedback_files = _write_reports(args, json_path, rows, grader, runs)
     _print_summary(args, json_path, rows, runs, len(students), len(names), feedback_files)
     for message in grader_errors:

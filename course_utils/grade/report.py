@@ -97,10 +97,17 @@ def printable_message(text: object) -> str:
     return printable(" ".join(text.split()))
 
 
+_CUT_NOTE = re.compile(r"… \[\w+ cut at (\d+) of \d+ characters\]\Z")
+
+
 def capped(text: str, limit: int = MESSAGE_LIMIT, what: str = "message") -> str:
     """``text`` cut to its first ``limit`` characters, ending with a note that says it was cut
-    and how long it was, so a reader never mistakes a cut message for the whole one."""
+    and how long it was, so a reader never mistakes a cut message for the whole one. A text cut
+    already is left as it is (``course-grade merge`` writes reports again from a shard's JSON)."""
     if len(text) <= limit:
+        return text
+    note = _CUT_NOTE.search(text)
+    if note is not None and note.start() == int(note.group(1)) <= limit:
         return text
     return f"{text[:limit]}… [{what} cut at {limit} of {len(text)} characters]"
 
@@ -177,18 +184,20 @@ def write_csv(rows: Iterable[Row], path: Path) -> None:
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
     for row in rows:
-        names = zip(COLUMNS, (row.student, row.notebook, row.exercise), strict=False)
-        texts = [capped(printable(text), what=column) for column, text in names]
-        texts += [_number(row.points), _number(row.max_points), printable(row.status)]
-        texts.append(report_message(row.message))
+        safe = _safe_row(row)
+        texts = [safe["student"], safe["notebook"], safe["exercise"]]
+        texts += [_number(row.points), _number(row.max_points), safe["status"], safe["message"]]
         writer.writerow([spreadsheet_cell(text) for text in texts])
     _write_atomically(path, buffer.getvalue())
 
 
 def _safe_row(row: Row) -> dict:
+    """A row as every report writes it: names printable (and capped, as a guard), the message
+    ``report_message``. Applying it again changes nothing (``course-grade merge`` relies on it)."""
     fields = asdict(row)
-    for name in ("student", "notebook", "exercise", "status"):
-        fields[name] = printable(fields[name])
+    for name in ("student", "notebook", "exercise"):
+        fields[name] = capped(printable(fields[name]), what=name)
+    fields["status"] = printable(fields["status"])
     fields["message"] = report_message(fields["message"])
     return fields
 
