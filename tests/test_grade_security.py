@@ -44,7 +44,7 @@ CORRECT_SOFTMAX = """
 
 PARENT_SIDE_MODULES = (
     "cli", "runner", "cases", "judging", "protocol", "results", "report", "submission",
-    "sandbox", "children", "mounts", "hidden",
+    "sandbox", "children", "mounts", "hidden", "shards", "classroom",
 )  # fmt: skip
 
 PEEK = (

@@ -10,7 +10,8 @@
   run's seed and computes the expected values in the parent; ``runner`` drives the children
   (restarting one when a submission kills it), ``protocol`` checks what they report and
   ``judging`` turns it into rows;
-* ``report`` writes the CSV, JSON, per-student markdown feedback and the summary table.
+* ``report`` writes the CSV, JSON, per-student markdown feedback and the summary table;
+* ``shards`` picks the students of ``--shard K/N`` and joins the parts (``course-grade merge``).
 
 This package's ``__init__`` imports nothing: the sandboxed child imports ``course_utils.grade.child``
 and must not pull in the grader's side.
