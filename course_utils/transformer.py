@@ -196,8 +196,28 @@ class Seq2SeqTransformer(nn.Module):
             raise ValueError(f"sequences must be at most max_len={self.max_len} long, got {end}")
         return x + self.positions[start:end] if self.use_positions else x  # x_i + PE[i]
 
+    @staticmethod
+    def _require_source_mask(source_mask, batch_and_length: tuple[int, int]) -> None:
+        """``source_mask`` is the (B, S) bool key mask: the blocks get it as ``[:, None, None, :]``."""
+        if not (
+            isinstance(source_mask, torch.Tensor)
+            and source_mask.dtype == torch.bool
+            and tuple(source_mask.shape) == tuple(batch_and_length)
+        ):
+            got = (
+                f"a {source_mask.dtype} tensor of shape {tuple(source_mask.shape)}"
+                if isinstance(source_mask, torch.Tensor)
+                else repr(source_mask)
+            )
+            raise ValueError(
+                f"source_mask must be the (B, S) = {tuple(batch_and_length)} bool mask of real "
+                f"words (True = not <pad>), got {got}: pass it as it is, without adding dimensions; "
+                "encode and decode_step add the head and query dimensions themselves"
+            )
+
     def encode(self, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
-        """M = LN(encoder blocks(embed(source) + PE)): (B, S, d)."""
+        """M = LN(encoder blocks(embed(source) + PE)): (B, S, d). source_mask: (B, S) bool."""
+        self._require_source_mask(source_mask, source.shape[:2])
         x = self._embed(self.source_embedding, source)
         for block in self.encoder_blocks:
             x, _ = block(x, source_mask[:, None, None, :])  # padding keys get zero weight
@@ -270,7 +290,9 @@ class Seq2SeqTransformer(nn.Module):
         """One cached step for the newest token (B,): logits (B, V), cross weights (B, layers, H, S).
 
         The token sits at position ``cache.length``; every layer's key and value join ``cache``.
+        ``source_mask`` is the (B, S) bool key mask, as :meth:`encode` takes it.
         """
+        self._require_source_mask(source_mask, memory.shape[:2])
         y = self._embed(self.target_embedding, token[:, None], start=cache.length)  # y_t + PE[t]
         cross_weights = []
         for layer, block in enumerate(self.decoder_blocks):

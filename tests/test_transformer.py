@@ -303,6 +303,23 @@ def test_bad_tensors_raise_clear_errors():
         cached_self_attention(MultiHeadAttention(16, 4), torch.zeros(2, 1, 8), KVCache(1), 0)
 
 
+def test_encode_and_decode_step_take_the_source_mask_as_it_is():
+    """Exercise 8.5 passes the (B, S) mask to both; one indexed [:, None, None, :] is refused
+    with a message that says so, not with the blocks' advice to add those dimensions."""
+    model = _small_model()
+    source, source_mask = _source_batch()
+    refused = r"source_mask must be the \(B, S\) = \(3, 7\) bool mask .* without adding dimensions"
+    for wrong in (source_mask[:, None, None, :], source_mask.long(), None):
+        with pytest.raises(ValueError, match=refused):
+            model.encode(source, wrong)
+    memory = model.encode(source, source_mask)
+    token, cache = torch.ones(3, dtype=torch.long), KVCache(len(model.decoder_blocks))
+    with pytest.raises(ValueError, match=refused):
+        model.decode_step(token, memory, source_mask[:, None, None, :], cache)
+    logits, _ = model.decode_step(token, memory, source_mask, cache)
+    assert logits.shape == (3, 13)
+
+
 # --------------------------------------------------------------------------------------------
 # Notebook 08's supports: block classes, cross-attention agreement
 

@@ -154,8 +154,11 @@ LINEAR_ATTENTION = Exercise(
         Kernelised attention in the parallel form, with the feature map φ(x) = elu(x) + 1.
 
         q (..., n, d_k), k (..., m, d_k), v (..., m, d_v), the same leading batch and head
-        dimensions. out_i = Σ_j φ(q_i)·φ(k_j) v_j / Σ_j φ(q_i)·φ(k_j), summed over every key,
-        or over j <= i when causal (then m = n). Returns (..., n, d_v).
+        dimensions. Output i is the average of the values v_j weighted by φ(q_i)·φ(k_j) (the
+        formula above), over every key, or over the keys j <= i when causal (then m = n).
+        Returns (..., n, d_v).
+        Forbidden (scores 0): linear_attention, fast_weight_attention, fast_weight_memory and
+        fast_weight_prefix_sums of course_utils.linear_attention (reference.linear_attention too).
     """,
     hint=(
         "map q and k through φ; without causal, sum the outer products v_j φ(k_j)ᵀ and the φ(k_j) "
@@ -261,9 +264,11 @@ FAST_WEIGHT_ATTENTION = Exercise(
     docstring="""
         Causal linear attention as a recurrence over a fast-weight matrix W (d_v × d_k), φ = elu + 1.
 
-        q, k (..., n, d_k), v (..., n, d_v). From W_0 = 0 and z_0 = 0, for t = 1 … n:
-        W_t = W_{t-1} + v_t φ(k_t)ᵀ, z_t = z_{t-1} + φ(k_t), out_t = W_t φ(q_t) / (z_t · φ(q_t)).
-        Returns (..., n, d_v).
+        q, k (..., n, d_k), v (..., n, d_v). W and the normaliser z start at 0. At each token t
+        in order, write v_t under φ(k_t) into W and add φ(k_t) to z, then read W with φ(q_t),
+        normalised by z as in the recurrence above. Returns (..., n, d_v): row t is token t's output.
+        Forbidden (scores 0): linear_attention, fast_weight_attention, fast_weight_memory and
+        fast_weight_prefix_sums of course_utils.linear_attention (reference.fast_weight_attention too).
     """,
     hint=(
         "walk through the tokens keeping W and z: each token first writes its value under its "

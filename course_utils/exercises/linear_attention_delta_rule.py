@@ -152,11 +152,14 @@ DELTA_RULE_ATTENTION = Exercise(
     notebook=NOTEBOOK,
     signature="delta_rule_attention(q, k, v, beta)",
     docstring="""
-        The delta rule over a sequence, from W_0 = 0 (W is d_v × d_k), with no feature map.
+        The delta rule over a sequence: a fast-weight matrix W (d_v × d_k), from W_0 = 0, no feature map.
 
-        q, k (..., n, d_k), v (..., n, d_v), beta (..., n). For t = 1 … n:
-        v̄_t = W_{t-1} k_t, W_t = W_{t-1} + β_t (v_t - v̄_t) k_tᵀ, out_t = W_t q_t.
-        Returns (..., n, d_v).
+        q, k (..., n, d_k), v (..., n, d_v), beta (..., n) the write strengths β_t in [0, 1].
+        At each token t in order, read what W stores under k_t, write the correction towards v_t
+        under k_t, scaled by β_t (the rule above), then read the output with q_t from the updated W.
+        Returns (..., n, d_v): row t is token t's output.
+        Forbidden (scores 0): delta_rule_write and delta_rule_attention of course_utils.linear_attention
+        (reference.delta_rule_attention too).
     """,
     hint=(
         "at each token, first ask the memory what it currently stores under the key, then write "

@@ -143,10 +143,14 @@ CONTENT_WEIGHTS = Exercise(
     notebook=NOTEBOOK,
     signature="ntm_content_weights(memory, key, beta)",
     docstring="""
-        Content addressing: w_i = softmax_i(β · cos(k, M_i)) over the N memory slots.
+        Content addressing: a weighting over the N memory slots, from the cosine similarity of
+        the key with each slot, sharpened by the key strength β (the formula above).
 
         memory (..., N, M), key (..., M), beta (...) the key strength (> 0), one per head.
-        cos(k, M_i) = k · M_i / (max(‖k‖, ε) · max(‖M_i‖, ε)) with ε = 1e-8. Returns (..., N).
+        Each norm in the cosine is floored at ε = 1e-8, so an all-zero slot has cosine 0.
+        Returns (..., N): non-negative, summing to 1 over the slots.
+        Forbidden (scores 0): torch.nn.functional.cosine_similarity (also torch.cosine_similarity),
+        slot_cosine and ntm_content_weights of course_utils.ntm_addressing.
     """,
     hint=(
         "compare the key with every slot by the cosine of their angle, make the comparison "
@@ -260,11 +264,13 @@ SHIFT = Exercise(
     notebook=NOTEBOOK,
     signature="ntm_shift(weights, shift)",
     docstring="""
-        Location addressing: w̃_i = Σ_o s_o · w_{(i - o) mod N}, a circular convolution.
+        Location addressing: move the weighting around the ring of N slots by -1, 0 or +1,
+        mixing the three moves with the probabilities in shift (a circular convolution).
 
-        weights (..., N); shift (..., 3) holds s_o for the offsets o = -1, 0, +1 in that order.
-        Offset +1 moves weight from slot i to slot i + 1, and from slot N - 1 to slot 0.
-        Returns (..., N).
+        weights (..., N); shift (..., 3) holds the probabilities of the offsets -1, 0, +1 in
+        that order. Offset +1 moves weight from slot i to slot i + 1, and from slot N - 1 to
+        slot 0. Returns (..., N).
+        Forbidden (scores 0): ntm_shift of course_utils.ntm_addressing (reference.ntm_shift).
     """,
     hint=(
         "the new weight of slot i gathers the old weight of the slot one before, of itself and of "
@@ -357,10 +363,11 @@ SHARPEN = Exercise(
     notebook=NOTEBOOK,
     signature="ntm_sharpen(weights, gamma)",
     docstring="""
-        Sharpening: w_i = w̃_i^γ / Σ_j w̃_j^γ over the N slots.
+        Sharpening: raise every weight to the power γ, then renormalise over the N slots.
 
         weights (..., N), non-negative, each row summing to 1; gamma (...) >= 1, one per head.
-        Returns (..., N).
+        Returns (..., N), each row summing to 1.
+        Forbidden (scores 0): ntm_sharpen of course_utils.ntm_addressing (reference.ntm_sharpen).
     """,
     hint=(
         "raise every weight to the power gamma, which favours the large ones, then make each "

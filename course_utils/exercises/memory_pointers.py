@@ -100,11 +100,15 @@ POINTER_DISTRIBUTION = Exercise(
     notebook=NOTEBOOK,
     signature="pointer_distribution(decoder_state, encoder_states, W, U, v, available)",
     docstring="""
-        A pointer network's output: p_j = softmax_j(vᵀ tanh(W d + U e_j)) over the available j.
+        A pointer network's output: a distribution over the available input positions, from
+        Bahdanau-style additive scores of each encoder state against the decoder state.
 
-        decoder_state d (B, d), encoder_states e (B, n, d_e), W (A, d), U (A, d_e), v (A,);
-        available (B, n) bool, True = a real input position not pointed at yet (every row has
-        at least one). Returns (B, n): 0 where not available, each row summing to 1.
+        decoder_state d (B, d), encoder_states e (B, n, d_e), W (A, d), U (A, d_e), v (A,):
+        the score of position j is the formula above. available (B, n) bool, True = a real input
+        position not pointed at yet (every row has at least one). Returns (B, n): 0 where not
+        available, each row summing to 1.
+        Forbidden (scores 0): masked_softmax of course_utils.softmax (reference.masked_softmax),
+        pointer_distribution of course_utils.pointer_network.
     """,
     hint=(
         "score every input position against the decoder state as Bahdanau's attention does, "

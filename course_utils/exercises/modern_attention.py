@@ -87,10 +87,12 @@ APPLY_ROPE = Exercise(
     notebook=NOTEBOOK,
     signature="apply_rope(x, positions)",
     docstring="""
-        Rotate each adjacent pair (x[2i], x[2i+1]) of x by the angle positions[m] · θ_i.
+        RoPE: rotate each adjacent pair (x[2i], x[2i+1]) of x by the angle positions[m] · θ_i.
 
-        x (..., n, d) with d even, positions (n,) integers, θ_i = 10000^(-2i/d) for i = 0 … d/2 - 1.
+        x (..., n, d) with d even; positions (n,) integers, the position of each of the n rows;
+        θ_i is the frequency of pair i = 0 … d/2 - 1 (the formula above).
         Returns a tensor of x's shape and dtype.
+        Forbidden (scores 0): apply_rope of course_utils.rotary (reference.apply_rope).
     """,
     hint=(
         "read each adjacent pair as a complex number x[2i] + i·x[2i+1] and multiply it by "
@@ -168,9 +170,13 @@ ALIBI_BIAS = Exercise(
     notebook=NOTEBOOK,
     signature="alibi_bias(num_heads, n_q, n_k)",
     docstring="""
-        (H, n_q, n_k) float32 biases -m_h · (i - j), H = num_heads, m_h = 2^(-8h/H) for heads h = 1 … H.
+        ALiBi's biases: for each head, a penalty proportional to how far back each key is.
 
-        Query i and key j are numbered from 0; future keys (j > i) get a positive bias.
+        H = num_heads; head h = 1 … H has the slope m_h of the formula above. Query i and key j
+        are numbered from 0; the bias of (i, j) is minus the head's slope times the distance
+        i - j, so future keys (j > i) get a positive bias. Returns an (H, n_q, n_k) float32 tensor.
+        Forbidden (scores 0): alibi_slopes and alibi_bias of course_utils.alibi
+        (reference.alibi_slopes, reference.alibi_bias).
     """,
     hint=(
         "one slope per head, a geometric sequence starting below 1; multiply each head's slope by "
@@ -256,6 +262,8 @@ GROUPED_QUERY_ATTENTION = Exercise(
 
         q (B, H, n, d); k and v (B, G, m, d), G dividing H; mask None or bool (True = may attend),
         broadcastable to (B, H, n, m). Returns the output (B, H, n, d).
+        Forbidden (scores 0): torch's F.scaled_dot_product_attention (it has enable_gqa),
+        grouped_query_attention of course_utils.grouped_query (reference.grouped_query_attention).
     """,
     hint=(
         "give each query head the key/value head of its group: consecutive query heads share one, "
@@ -329,9 +337,12 @@ SLIDING_WINDOW_MASK = Exercise(
     notebook=NOTEBOOK,
     signature="sliding_window_mask(n, window)",
     docstring="""
-        (n, n) bool: query i may attend key j iff i - window < j <= i.
+        The (n, n) bool sliding-window mask, True = may attend: query i sees only key i itself
+        and the window - 1 keys just before it (fewer near the start); never a later key.
 
-        Each query sees itself and the window - 1 positions before it; window >= n gives the causal mask.
+        n positions, window an int >= 1; window >= n gives the causal mask.
+        Forbidden (scores 0): band_mask and sliding_window_mask of course_utils.sliding_window
+        (reference.sliding_window_mask).
     """,
     hint=(
         "start from the causal rule (no key after the query) and add a second condition that "

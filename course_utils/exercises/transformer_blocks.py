@@ -166,6 +166,7 @@ ENCODER_BLOCK = Exercise(
         called as block.self_attention(query, key, value, mask) -> (output, weights)),
         block.feed_forward_norm and block.feed_forward. Returns x (B, n, d) and the
         attention weights (B, H, n, n).
+        Forbidden (scores 0): EncoderBlock.forward, i.e. calling block(...) itself.
     """,
     hint=(
         "two residual sub-layers: each reads a LayerNorm of the stream and adds its output back to "
@@ -318,6 +319,8 @@ DECODER_BLOCK = Exercise(
         feed_forward_norm, feed_forward; each attention is called as
         attention(query, key, value, mask) -> (output, weights).
         Returns y (B, T, d) and the cross-attention weights (B, H, T, S).
+        Forbidden (scores 0): DecoderBlock.forward (calling block(...) itself), DecoderBlock.step,
+        DecoderBlock._cross_and_feed_forward.
     """,
     hint=(
         "three residual sub-layers, each reading a LayerNorm of the stream: masked self-attention "

@@ -88,7 +88,10 @@ WARMUP_SCHEDULE = Exercise(
     docstring="""
         The learning rate of "Attention Is All You Need" at step = 1, 2, … (a float).
 
-        lr = d_model^-0.5 · min(step^-0.5, step · warmup_steps^-1.5)
+        step, d_model and warmup_steps are positive ints. The rate grows linearly with the step
+        up to warmup_steps, then decays as one over the square root of the step; the two curves
+        meet at warmup_steps, and both are scaled by one over √d_model (the formula above).
+        Forbidden (scores 0): warmup_schedule of course_utils.transformer (reference.warmup_schedule).
     """,
     hint=(
         "two curves, one growing linearly and one decaying as one over the square root of the "
@@ -207,6 +210,7 @@ CACHED_ATTENTION_STEP = Exercise(
         value_projection, output_projection and num_heads.
         Returns (output (B, 1, E), keys (B, H, t, d_h), values (B, H, t, d_h)): the
         cache with the new position's key and value appended.
+        Forbidden (scores 0): cached_self_attention, MultiHeadAttention.forward (calling attention(...)).
     """,
     hint=(
         "project the new position into a query, a key and a value; the key and value join the end "
@@ -330,11 +334,13 @@ GREEDY_DECODE = Exercise(
     docstring="""
         Translate greedily, one token at a time, with a key/value cache. Returns tokens (B, max_len).
 
-        source (B, S) int64, <pad> = model.pad_index. Encode once with
-        model.encode(source, source_mask); then, from <bos>, call
-        model.decode_step(token (B,), memory, source_mask, cache) -> (logits (B, V), cross_weights)
-        max_len times with one KVCache(len(model.decoder_blocks)), feeding back the most likely
-        token each time. Return the max_len chosen tokens (not <bos>).
+        source (B, S) int64, <pad> = model.pad_index. source_mask is a (B, S) bool key mask,
+        True where source holds a real word (not <pad>): pass it as it is, without adding
+        dimensions, to model.encode(source, source_mask) -> memory (B, S, d), called once, and to
+        model.decode_step(token (B,), memory, source_mask, cache) -> (logits (B, V), cross_weights).
+        From <bos>, call decode_step max_len times with one KVCache(len(model.decoder_blocks)),
+        feeding back the most likely token each time. Return the max_len chosen tokens (not <bos>).
+        Forbidden (scores 0): Seq2SeqTransformer.greedy_decode, Seq2SeqTransformer.decode.
     """,
     hint=(
         "encode the source once; start every sentence from <bos>; at each step the decoder sees only "

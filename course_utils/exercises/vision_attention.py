@@ -102,8 +102,9 @@ SE_BLOCK = Exercise(
     docstring="""
         Squeeze-and-excitation. Returns (x with each channel scaled by its weight, weights (B, C)).
 
-        x (B, C, H, W); W_reduce (hidden, C), b_reduce (hidden,), W_expand (C, hidden),
-        b_expand (C,) in nn.Linear's convention y = s @ W.T + b.
+        x (B, C, H, W); W_reduce (hidden, C), b_reduce (hidden,), W_expand (C, hidden), b_expand (C,):
+        two linear layers, each weight stored (out, in) as nn.Linear stores it.
+        Forbidden (scores 0): SqueezeExcitation.forward and squeeze_excitation (the course's).
     """,
     hint=(
         "squeeze each channel to one number (its average over the positions), excite with the two "
@@ -204,6 +205,7 @@ SPATIAL_ATTENTION_MAP = Exercise(
 
         conv_weight (1, 2, k, k) with k odd and conv_bias (1,) are the convolution's parameters; its
         input channel 0 is the mean over the channels, input channel 1 the max.
+        Forbidden (scores 0): SpatialAttention.forward and cbam_spatial_attention (the course's).
     """,
     hint=(
         "pool over the channels, not over space: the mean and the max at every position, stacked "
@@ -326,8 +328,10 @@ PIXEL_SELF_ATTENTION = Exercise(
     docstring="""
         Self-attention over the H·W pixel positions. Returns (output (B, C_v, H, W), weights (B, n, n)).
 
-        x (B, C, H, W); W_q and W_k (d, C), W_v (C_v, C) in nn.Linear's convention y = x @ W.T.
+        x (B, C, H, W); W_q and W_k (d, C), W_v (C_v, C), stored (out, in) as nn.Linear stores them.
         Position p = h·W + w (row by row) is a token of C features; n = H·W; scale by √d.
+        Forbidden (scores 0): PixelSelfAttention.forward, MultiHeadAttention.forward,
+        F.multi_head_attention_forward, pixel_self_attention (the course's).
     """,
     hint=(
         "turn the image into n = H·W tokens of C features (one per position, row by row), attend "
@@ -417,8 +421,10 @@ PERCEIVER_CROSS_ATTENTION = Exercise(
     docstring="""
         m latents read n inputs. Returns (output (B, m, d), weights (B, m, n)).
 
-        latents (m, D), the same for every example; inputs (B, n, D); W_q, W_k, W_v (d, D) in
-        nn.Linear's convention y = x @ W.T; scale by √d.
+        latents (m, D), the same for every example; inputs (B, n, D); W_q, W_k, W_v (d, D), stored
+        (out, in) as nn.Linear stores them; the latents ask, the inputs answer; scale by √d.
+        Forbidden (scores 0): MultiHeadAttention.forward, F.multi_head_attention_forward,
+        perceiver_cross_attention (the course's).
     """,
     hint=(
         "the latents ask and the inputs answer: project the latents into queries, the inputs into "
