@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.feedback.judge import close
+from course_utils.feedback.shared_mistakes import swapped_pair
 from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake, randn
 from course_utils.vision_attention import cbam_spatial_attention, squeeze_excitation
 
@@ -85,6 +86,15 @@ def _se_unscaled(x, W_reduce, b_reduce, W_expand, b_expand):
     return x, weights
 
 
+@mistake(
+    "it matches returning the weights as (B, C, 1, 1), the shape that scales x: return them as "
+    "(B, C), one weight per channel"
+)
+def _se_weights_kept_4d(x, W_reduce, b_reduce, W_expand, b_expand):
+    scaled, weights = squeeze_excitation(x, W_reduce, b_reduce, W_expand, b_expand)
+    return scaled, weights[:, :, None, None]
+
+
 SE_BLOCK = Exercise(
     grade_id="ex11_1_se_block",
     notebook=NOTEBOOK,
@@ -107,7 +117,15 @@ SE_BLOCK = Exercise(
     forbidden=("course_utils.vision_attention.SqueezeExcitation.forward",),
     cases=_se_cases,
     judge=close("scaled x", "weights", atol=1e-8),
-    mistakes=(_se_softmax, _se_max_pool, _se_pooled_over_channels, _se_no_relu, _se_unscaled),
+    mistakes=(
+        _se_softmax,
+        _se_max_pool,
+        _se_pooled_over_channels,
+        _se_no_relu,
+        _se_unscaled,
+        _se_weights_kept_4d,
+        swapped_pair(squeeze_excitation),
+    ),
 )
 
 # --------------------------------------------------------------------------------------------------

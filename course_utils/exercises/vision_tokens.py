@@ -10,6 +10,7 @@ import torch
 from course_utils.dot_product import scaled_dot_product_attention
 from course_utils.exercises.vision_attention import NOTEBOOK
 from course_utils.feedback.judge import close
+from course_utils.feedback.shared_mistakes import swapped_pair
 from course_utils.feedback.spec import NOT_APPLICABLE, Case, Exercise, mistake, randn
 from course_utils.perceiver import perceiver_cross_attention
 from course_utils.vision_attention import pixel_self_attention
@@ -144,6 +145,7 @@ PIXEL_SELF_ATTENTION = Exercise(
         _pixel_unscaled,
         _scaled_by_channels,
         _pixel_softmax_over_queries,
+        swapped_pair(pixel_self_attention),
     ),
 )
 
@@ -204,6 +206,12 @@ def _projected_with_w(latents, inputs, W_q, W_k, W_v):
     return perceiver_cross_attention(latents, inputs, W_q.T, W_k.T, W_v.T)
 
 
+@mistake("it matches scores without the 1/√d scaling, d = W_q.shape[0]")
+def _perceiver_unscaled(latents, inputs, W_q, W_k, W_v):
+    grown = latents * math.sqrt(W_q.shape[0])  # (√d q)·k / √d = q·k
+    return perceiver_cross_attention(grown, inputs, W_q, W_k, W_v)
+
+
 PERCEIVER_CROSS_ATTENTION = Exercise(
     grade_id="ex11_4_perceiver_cross_attention",
     notebook=NOTEBOOK,
@@ -231,6 +239,8 @@ PERCEIVER_CROSS_ATTENTION = Exercise(
         _softmax_over_latents,
         _scaled_by_feature_width,
         _projected_with_w,
+        _perceiver_unscaled,
+        swapped_pair(perceiver_cross_attention),
     ),
 )
 
