@@ -282,7 +282,8 @@ def _greedy_cases(generator: torch.Generator) -> list[Case]:
             if padded:  # the first sentence is one word shorter: index 0 is <pad>
                 lengths = random_lengths(batch, source_len, generator)
                 source = source.masked_fill(~padding_mask(lengths, source_len), 0)
-            built = Seq2SeqTransformer(*arguments)
+            with torch.random.fork_rng(devices=[]):  # the learner's global RNG is left alone
+                built = Seq2SeqTransformer(*arguments)
             built.load_state_dict(model.state)
             if _varied(greedy_decode_reference(built, source, max_len), bos_index=1):
                 break
