@@ -50,6 +50,16 @@ def random_sequences(generator, lead, n, m, d_k, d_v, dtype):
     return randn(*lead, n, d_k), randn(*lead, m, d_k), randn(*lead, m, d_v)
 
 
+def transposed_memory(q, k, v, keep=None):
+    """The memory read the wrong way round, (Σ_j φ(k_j) v_jᵀ) φ(q_i) = Σ_j φ(k_j) (v_j · φ(q_i)),
+    over the right normaliser: the roles of v and φ(k) swapped (d_k = d_v only)."""
+    query_features, key_features = elu_feature_map(q), elu_feature_map(k)
+    weights = query_features @ key_features.transpose(-2, -1)
+    weights = weights if keep is None else weights * keep
+    numerator = kernel_attention(query_features, v, key_features, keep, normalise=False)
+    return numerator / weights.sum(-1, keepdim=True)
+
+
 # --------------------------------------------------------------------------------------------------
 # 10.1 linear attention, parallel form
 
@@ -146,6 +156,27 @@ def _softmax_attention(q, k, v, causal=False):
     return scores.softmax(dim=-1) @ v
 
 
+@mistake(
+    "it matches reading the memory the other way round, φ(q_i)ᵀ W with W = Σ_j v_j φ(k_j)ᵀ: W maps "
+    "φ(q) to a value, multiply W by φ(q_i) (or take the transpose of W first)"
+)
+def _memory_transposed(q, k, v, causal=False):
+    if q.shape[-1] != v.shape[-1]:
+        return NOT_APPLICABLE  # the mistaken code raises a shape error instead
+    return transposed_memory(q, k, v, lower_triangle(q.shape[-2], q.dtype) if causal else None)
+
+
+@mistake(
+    "it matches normalising over the queries (each key's weights summing to 1): each query's "
+    "weights over the keys sum to 1, divide by the sum over the keys, the last axis"
+)
+def _normalised_over_queries(q, k, v, causal=False):
+    weights = elu_feature_map(q) @ elu_feature_map(k).transpose(-2, -1)
+    if causal:
+        weights = weights * lower_triangle(q.shape[-2], q.dtype)
+    return weights / weights.sum(-2, keepdim=True) @ v
+
+
 LINEAR_ATTENTION = Exercise(
     grade_id="ex10_1_linear_attention",
     notebook=NOTEBOOK,
@@ -181,6 +212,8 @@ LINEAR_ATTENTION = Exercise(
         _prefix_one_short,
         _upper_triangle,
         _softmax_attention,
+        _memory_transposed,
+        _normalised_over_queries,
     ),
 )
 
@@ -236,12 +269,7 @@ def _overwritten_weights(q, k, v):
 def _transposed_outer_product(q, k, v):
     if q.shape[-1] != v.shape[-1]:
         return NOT_APPLICABLE
-    query_features, key_features = elu_feature_map(q), elu_feature_map(k)
-    keep = lower_triangle(q.shape[-2], q.dtype)
-    # (Σ_j φ(k_j) v_jᵀ) φ(q_t) = Σ_j φ(k_j) (v_j · φ(q_t)): the roles of v and φ(k) swapped
-    return kernel_attention(query_features, v, key_features, keep, normalise=False) / (
-        (query_features @ key_features.transpose(-2, -1)) * keep
-    ).sum(-1, keepdim=True)
+    return transposed_memory(q, k, v, lower_triangle(q.shape[-2], q.dtype))
 
 
 @mistake("it matches using q and k themselves: the recurrence writes φ(k_t) and reads φ(q_t)")
@@ -255,6 +283,32 @@ def _recurrence_without_feature_map(q, k, v):
 )
 def _final_weights_for_every_token(q, k, v):
     return linear_attention(q, k, v, causal=False) if q.shape[-2] > 1 else NOT_APPLICABLE
+
+
+_MIXED_STEPS = (
+    "it matches reading W and z from different steps, one before token t's write and one after: "
+    "add token t to both W and z, then read out_t"
+)
+
+
+def _read_across_steps(q, k, v, weights_offset, normaliser_offset):
+    """W_{t+o} φ(q_t) / (z_{t+o'} · φ(q_t)), o and o' each 0 (after the write) or -1 (before)."""
+    query_features, key_features = elu_feature_map(q), elu_feature_map(k)
+    weights = query_features @ key_features.transpose(-2, -1)
+    n = q.shape[-2]
+    numerator = (weights * lower_triangle(n, q.dtype, weights_offset)) @ v
+    normaliser = (weights * lower_triangle(n, q.dtype, normaliser_offset)).sum(-1, keepdim=True)
+    return numerator / normaliser
+
+
+@mistake(_MIXED_STEPS)
+def _weights_read_before_write(q, k, v):
+    return _read_across_steps(q, k, v, weights_offset=-1, normaliser_offset=0)
+
+
+@mistake(_MIXED_STEPS)
+def _normaliser_read_before_write(q, k, v):
+    return _read_across_steps(q, k, v, weights_offset=0, normaliser_offset=-1)
 
 
 FAST_WEIGHT_ATTENTION = Exercise(
@@ -291,6 +345,8 @@ FAST_WEIGHT_ATTENTION = Exercise(
         _transposed_outer_product,
         _recurrence_without_feature_map,
         _final_weights_for_every_token,
+        _weights_read_before_write,
+        _normaliser_read_before_write,
     ),
 )
 

@@ -138,6 +138,22 @@ def _beta_without_slot_axis(per_head_first: bool) -> Mistake:
     )
 
 
+def _softmax_over_axis(axis: int) -> Mistake:
+    """The softmax over a leading axis (the batch, or the heads) instead of the N slots."""
+
+    def mistaken(memory, key, beta):
+        scores = torch.as_tensor(beta, dtype=memory.dtype)[..., None] * slot_cosine(memory, key)
+        if scores.dim() == 1:
+            return NOT_APPLICABLE  # the slots are the only axis
+        return scores.softmax(dim=axis)
+
+    return Mistake(
+        "it matches a softmax over a leading axis (the batch or the heads): each head's weights "
+        "are a distribution over its N slots, so normalise over the last axis",
+        mistaken,
+    )
+
+
 CONTENT_WEIGHTS = Exercise(
     grade_id="ex12_1_content_weights",
     notebook=NOTEBOOK,
@@ -174,6 +190,8 @@ CONTENT_WEIGHTS = Exercise(
         _unstable_softmax,
         _beta_without_slot_axis(per_head_first=True),
         _beta_without_slot_axis(per_head_first=False),
+        _softmax_over_axis(0),
+        _softmax_over_axis(-2),
     ),
 )
 
@@ -259,6 +277,17 @@ def _shift_without_slot_axis(per_head_first: bool) -> Mistake:
     )
 
 
+@mistake(
+    "it matches torch.roll without dims: it rolls the flattened tensor, so weight leaks from one "
+    "row into the next; roll along the slot axis only"
+)
+def _rolled_flat(weights, shift):
+    if weights.dim() == 1:
+        return NOT_APPLICABLE  # one row: the flattened tensor is the row
+    rolled = [torch.roll(weights, offset) for offset in (-1, 0, 1)]
+    return sum(shift[..., index, None] * part for index, part in enumerate(rolled))
+
+
 SHIFT = Exercise(
     grade_id="ex12_2_circular_shift",
     notebook=NOTEBOOK,
@@ -289,6 +318,7 @@ SHIFT = Exercise(
         _not_circular,
         _shift_without_slot_axis(per_head_first=True),
         _shift_without_slot_axis(per_head_first=False),
+        _rolled_flat,
     ),
 )
 
@@ -358,6 +388,17 @@ def _gamma_without_slot_axis(weights, gamma):
     return powered / powered.sum(dim=-1, keepdim=True)
 
 
+@mistake(
+    "it matches dividing by the sum over the whole tensor: renormalise each row over its own N "
+    "slots (keepdim=True)"
+)
+def _renormalised_over_everything(weights, gamma):
+    if weights.dim() == 1:
+        return NOT_APPLICABLE
+    powered = weights ** torch.as_tensor(gamma, dtype=weights.dtype)[..., None]
+    return powered / powered.sum()
+
+
 SHARPEN = Exercise(
     grade_id="ex12_3_sharpen",
     notebook=NOTEBOOK,
@@ -377,7 +418,13 @@ SHARPEN = Exercise(
     reference=ntm_sharpen,
     cases=_sharpen_cases,
     judge=close("sharpened weights", atol=1e-6, rtol=1e-5),
-    mistakes=(_not_renormalised, _unchanged, _softmax_of_weights, _gamma_without_slot_axis),
+    mistakes=(
+        _not_renormalised,
+        _unchanged,
+        _softmax_of_weights,
+        _gamma_without_slot_axis,
+        _renormalised_over_everything,
+    ),
 )
 
 

@@ -95,6 +95,24 @@ def _mask_inverted(decoder_state, encoder_states, W, U, v, available):
     return weights.masked_fill(available, float("-inf")).softmax(dim=-1)  # NaN: a row all masked
 
 
+@mistake(
+    "it matches filling the masked scores with 0: exp(0) = 1 still gives those positions weight; "
+    "fill them with -inf, whose exp is 0"
+)
+def _filled_with_zero(decoder_state, encoder_states, W, U, v, available):
+    scores = additive_scores(decoder_state, encoder_states, W, U, v)
+    return scores.masked_fill(~available, 0.0).softmax(dim=-1)
+
+
+@mistake(
+    "it matches filling the weights with -inf after the softmax: fill the scores before the "
+    "softmax, so that the unavailable positions get weight 0 and the rest sum to 1"
+)
+def _filled_after_softmax(decoder_state, encoder_states, W, U, v, available):
+    weights = additive_scores(decoder_state, encoder_states, W, U, v).softmax(dim=-1)
+    return weights.masked_fill(~available, float("-inf"))
+
+
 POINTER_DISTRIBUTION = Exercise(
     grade_id="ex12_4_pointer_distribution",
     notebook=NOTEBOOK,
@@ -129,6 +147,8 @@ POINTER_DISTRIBUTION = Exercise(
         _masked_after_softmax,
         _raw_scores,
         _mask_inverted,
+        _filled_with_zero,
+        _filled_after_softmax,
     ),
 )
 

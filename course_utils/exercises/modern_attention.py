@@ -82,6 +82,17 @@ def _positions_ignored(x, positions):
     return apply_rope(x, torch.arange(n))
 
 
+@mistake(
+    "it matches writing the rotated pairs back as two halves (every pair's first result, then "
+    "every pair's second): pair i's two results go back where it came from, features 2i and 2i+1"
+)
+def _written_back_as_halves(x, positions):
+    if x.shape[-1] == 2:
+        return NOT_APPLICABLE  # one pair: both layouts agree
+    rotated = apply_rope(x, positions)
+    return torch.cat([rotated[..., 0::2], rotated[..., 1::2]], dim=-1)
+
+
 APPLY_ROPE = Exercise(
     grade_id="ex9_1_apply_rope",
     notebook=NOTEBOOK,
@@ -106,7 +117,13 @@ APPLY_ROPE = Exercise(
     reference=apply_rope,
     cases=_rope_cases,
     judge=close("rotated", atol=1e-4, rtol=1e-4),
-    mistakes=(_rotated_halves, _frequencies_without_two, _rotated_backwards, _positions_ignored),
+    mistakes=(
+        _rotated_halves,
+        _frequencies_without_two,
+        _rotated_backwards,
+        _positions_ignored,
+        _written_back_as_halves,
+    ),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -253,6 +270,11 @@ def _mask_ignored(q, k, v, mask=None):
     return grouped_query_attention(q, k, v)
 
 
+@mistake("it matches scores without the 1/√d scaling, d = q.shape[-1]")
+def _gqa_unscaled(q, k, v, mask=None):
+    return grouped_query_attention(q * q.shape[-1] ** 0.5, k, v, mask)  # (√d q)·k / √d = q·k
+
+
 GROUPED_QUERY_ATTENTION = Exercise(
     grade_id="ex9_3_grouped_query_attention",
     notebook=NOTEBOOK,
@@ -277,7 +299,7 @@ GROUPED_QUERY_ATTENTION = Exercise(
     forbidden=("torch.nn.functional.scaled_dot_product_attention",),
     cases=_gqa_cases,
     judge=close("output", atol=1e-6),
-    mistakes=(_groups_cycled, _first_group_only, _mask_ignored),
+    mistakes=(_groups_cycled, _first_group_only, _mask_ignored, _gqa_unscaled),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -332,6 +354,26 @@ def _window_ignored(n, window):
     return sliding_window_mask(n, n)
 
 
+@mistake(
+    "it matches i - window + 1 < j <= i, window - 1 keys: a window of w keys is the query itself "
+    "and the w - 1 before it"
+)
+def _one_key_too_few(n, window):
+    if window == 1:
+        return NOT_APPLICABLE  # no key at all: the mistaken mask is all False
+    return sliding_window_mask(n, window - 1)
+
+
+@mistake(
+    "it matches the window looking forward, i <= j < i + window (the transposed mask): query i "
+    "sees itself and the keys BEFORE it, never the future"
+)
+def _window_forward(n, window):
+    if n == 1:
+        return NOT_APPLICABLE
+    return sliding_window_mask(n, window).T
+
+
 SLIDING_WINDOW_MASK = Exercise(
     grade_id="ex9_4_sliding_window_mask",
     notebook=NOTEBOOK,
@@ -355,7 +397,14 @@ SLIDING_WINDOW_MASK = Exercise(
     forbidden=("course_utils.sliding_window.band_mask",),
     cases=_window_cases,
     judge=close("mask"),
-    mistakes=(_one_key_too_many, _without_itself, _symmetric_band, _window_ignored),
+    mistakes=(
+        _one_key_too_many,
+        _without_itself,
+        _symmetric_band,
+        _window_ignored,
+        _one_key_too_few,
+        _window_forward,
+    ),
 )
 
 EXERCISES = (APPLY_ROPE, ALIBI_BIAS, GROUPED_QUERY_ATTENTION, SLIDING_WINDOW_MASK)

@@ -109,6 +109,29 @@ def _residual_from_normed(x, mask, block):
     return x + block.feed_forward(block.feed_forward_norm(x)), weights
 
 
+@mistake(
+    "it matches adding the feed-forward's output to LN₂(x) instead of x: the residual stream "
+    "carries x itself, x ← x + FFN(LN₂(x))"
+)
+def _feed_forward_residual_from_normed(x, mask, block):
+    attended, weights = _self_attended(x, mask, block)
+    x = x + attended
+    normed = block.feed_forward_norm(x)
+    return normed + block.feed_forward(normed), weights
+
+
+@mistake(
+    "it matches adding each sub-layer's output to the normalised stream, LN(x) + sub-layer(LN(x)), "
+    "in both sub-layers: the residual stream carries x itself, add each output to x"
+)
+def _both_residuals_from_normed(x, mask, block):
+    normed = block.attention_norm(x)
+    attended, weights = block.self_attention(normed, normed, normed, mask)
+    x = normed + attended
+    normed = block.feed_forward_norm(x)
+    return normed + block.feed_forward(normed), weights
+
+
 @mistake("it matches no residual around the attention: x ← x + MHA(LN(x)), keep the x + …")
 def _no_attention_residual(x, mask, block):
     x, weights = _self_attended(x, mask, block)
@@ -184,6 +207,8 @@ ENCODER_BLOCK = Exercise(
     mistakes=(
         _post_norm,
         _residual_from_normed,
+        _feed_forward_residual_from_normed,
+        _both_residuals_from_normed,
         _no_attention_residual,
         _feed_forward_unnormed,
         _one_norm_for_both,
@@ -305,6 +330,20 @@ def _self_weights_returned(y, memory, self_mask, memory_mask, block):
     return output, self_weights
 
 
+@mistake(
+    "it matches adding each sub-layer's output to the normalised stream, LN(y) + sub-layer(LN(y)): "
+    "the residual stream carries y itself, add each output to y"
+)
+def _decoder_residuals_from_normed(y, memory, self_mask, memory_mask, block):
+    normed = block.attention_norm(y)
+    y = normed + block.self_attention(normed, normed, normed, self_mask)[0]
+    normed = block.cross_attention_norm(y)
+    attended, cross_weights = block.cross_attention(normed, memory, memory, memory_mask)
+    y = normed + attended
+    normed = block.feed_forward_norm(y)
+    return normed + block.feed_forward(normed), cross_weights
+
+
 DECODER_BLOCK = Exercise(
     grade_id="ex8_2_decoder_block",
     notebook=NOTEBOOK,
@@ -347,6 +386,7 @@ DECODER_BLOCK = Exercise(
         _no_causal_mask,
         _memory_mask_ignored,
         _self_weights_returned,
+        _decoder_residuals_from_normed,
     ),
 )
 

@@ -140,12 +140,13 @@ def _cached_step_cases(generator: torch.Generator) -> list[Case]:
     ]
 
 
-def _step_attending(x_new, keys, values, attention, scale=None):
-    """softmax(q Kᵀ · scale) V per head, projected out; ``scale`` defaults to 1/√d_h."""
+def _step_attending(x_new, keys, values, attention, scale=None, dim=-1):
+    """softmax(q Kᵀ · scale) V per head (over axis ``dim``), projected out; ``scale`` defaults to
+    1/√d_h."""
     heads = attention.num_heads
     query = split_heads(attention.query_projection(x_new), heads)
     scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
-    weights = torch.softmax(query @ keys.transpose(-2, -1) * scale, dim=-1)
+    weights = torch.softmax(query @ keys.transpose(-2, -1) * scale, dim=dim)
     merged = (weights @ values).transpose(1, 2).reshape(x_new.shape)
     return attention.output_projection(merged)
 
@@ -197,6 +198,23 @@ def _step_without_output_projection(x_new, past_keys, past_values, attention):
     return (weights @ values).transpose(1, 2).reshape(x_new.shape), keys, values
 
 
+@mistake(
+    "it matches a softmax over the query axis, which holds the one new position (so every weight "
+    "is 1): normalise each head's scores over the t keys, the last axis"
+)
+def _step_softmax_over_query(x_new, past_keys, past_values, attention):
+    keys, values = _with_new_position(x_new, past_keys, past_values, attention)
+    if keys.shape[-2] == 1:
+        return NOT_APPLICABLE  # a single key: its weight is 1 either way
+    return _step_attending(x_new, keys, values, attention, dim=-2), keys, values
+
+
+@mistake("it matches returning the values before the keys: return (output, keys, values)")
+def _values_before_keys(x_new, past_keys, past_values, attention):
+    output, keys, values = cached_attention_step_reference(x_new, past_keys, past_values, attention)
+    return output, values, keys
+
+
 CACHED_ATTENTION_STEP = Exercise(
     grade_id="ex8_4_cached_attention_step",
     notebook=NOTEBOOK,
@@ -234,6 +252,8 @@ CACHED_ATTENTION_STEP = Exercise(
         _prepended,
         _step_unscaled,
         _step_without_output_projection,
+        _step_softmax_over_query,
+        _values_before_keys,
     ),
 )
 
@@ -247,15 +267,30 @@ def greedy_decode_reference(model, source, max_len, bos_index=1):
     return tokens
 
 
+def _varied(tokens: torch.Tensor, bos_index: int) -> bool:
+    """Whether greedy output ``tokens`` (B, L) tells the off-by-ones around <bos> from the answer:
+    some sentence does not start with <bos>, and (L ≥ 4) some sentence changes token between its
+    second and its next-to-last. A random model often repeats one token, which hides them."""
+    middle = tokens[:, 1:-1]
+    changes = middle.shape[1] < 2 or bool((middle != middle[:, :1]).any())
+    return bool((tokens[:, 0] != bos_index).any()) and changes
+
+
 def _greedy_cases(generator: torch.Generator) -> list[Case]:
     def case(name, batch, source_len, max_len, d_model, num_heads, layers, padded=True):
         source_vocab, target_vocab = 9, 11
         arguments = (source_vocab, target_vocab, d_model, num_heads, layers, layers, 2 * d_model)
-        model = random_module(Seq2SeqTransformer, arguments, generator)
-        source = torch.randint(2, source_vocab, (batch, source_len), generator=generator)
-        if padded:  # the first sentence is one word shorter: index 0 is <pad>
-            lengths = random_lengths(batch, source_len, generator)
-            source = source.masked_fill(~padding_mask(lengths, source_len), 0)
+        for _ in range(_DRAWS):  # the first model and source whose translation is varied
+            model = random_module(Seq2SeqTransformer, arguments, generator)
+            source = torch.randint(2, source_vocab, (batch, source_len), generator=generator)
+            if padded:  # the first sentence is one word shorter: index 0 is <pad>
+                lengths = random_lengths(batch, source_len, generator)
+                source = source.masked_fill(~padding_mask(lengths, source_len), 0)
+            with torch.random.fork_rng(devices=[]):  # the learner's global RNG is left alone
+                built = Seq2SeqTransformer(*arguments)
+            built.load_state_dict(model.state)
+            if _varied(greedy_decode_reference(built, source, max_len), bos_index=1):
+                break
         return Case(name, (model, source, max_len))
 
     return [
@@ -265,6 +300,9 @@ def _greedy_cases(generator: torch.Generator) -> list[Case]:
         case("B=4, S=3 with padding, 7 tokens, d=8, 2 heads, 1+1 layers", 4, 3, 7, 8, 2, 1),
         case("B=2, S=5 with padding, 1 token, d=8, 2 heads, 1+1 layers", 2, 5, 1, 8, 2, 1),
     ]
+
+
+_DRAWS = 30  # a random model repeats one token in about a third of the draws
 
 
 def _decode_loop(model, source, max_len, bos_index=1, *, next_input=None, fresh_cache=False):
@@ -315,6 +353,34 @@ def _bos_included(model, source, max_len, bos_index=1):
 
 
 @mistake(
+    "it matches returning <bos> followed by the chosen tokens, max_len + 1 columns: <bos> is only "
+    "the first input; return the max_len chosen tokens alone"
+)
+def _bos_and_every_token(model, source, max_len, bos_index=1):
+    tokens = greedy_decode_reference(model, source, max_len, bos_index)
+    start = torch.full((len(source), 1), bos_index, dtype=tokens.dtype)
+    return torch.cat([start, tokens], dim=1)
+
+
+@mistake(
+    "it matches dropping the first chosen token (one step too many, then the first column cut): "
+    "the token chosen right after <bos> is the first one to return"
+)
+def _first_token_dropped(model, source, max_len, bos_index=1):
+    return greedy_decode_reference(model, source, max_len + 1, bos_index)[:, 1:]
+
+
+@mistake(
+    "it matches max_len - 1 chosen tokens: run max_len steps after <bos>, each step chooses one "
+    "token, and return them all"
+)
+def _one_step_short(model, source, max_len, bos_index=1):
+    if max_len == 1:
+        return NOT_APPLICABLE  # no step at all: the mistaken code raises instead
+    return greedy_decode_reference(model, source, max_len - 1, bos_index)
+
+
+@mistake(
     "it matches decoding without the source mask: pass source != model.pad_index as the mask, "
     "or the <pad> positions are attended to"
 )
@@ -359,7 +425,15 @@ GREEDY_DECODE = Exercise(
     cases=_greedy_cases,
     input_modules=(Seq2SeqTransformer,),
     judge=close("tokens", atol=0, rtol=0, dtype="int64"),
-    mistakes=(_always_bos, _fresh_cache, _bos_included, _no_source_mask),
+    mistakes=(
+        _always_bos,
+        _fresh_cache,
+        _bos_included,
+        _bos_and_every_token,
+        _first_token_dropped,
+        _one_step_short,
+        _no_source_mask,
+    ),
 )
 
 
