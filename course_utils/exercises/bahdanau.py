@@ -81,10 +81,13 @@ ADDITIVE_SCORE = Exercise(
     grade_id="ex2_1_additive_score",
     notebook=NOTEBOOK,
     signature="additive_score(query, keys, W, U, v)",
-    docstring=(
-        "e_j = vᵀ tanh(W s + U h_j): query (B, d_q), keys (B, m, d_k), W (A, d_q), U (A, d_k), "
-        "v (A,) → (B, m)."
-    ),
+    docstring="""
+        Bahdanau's additive score of each key (the formula above): the query projected by W and the
+        key projected by U are added, squashed by tanh and read out by v.
+
+        query (B, d_q), keys (B, m, d_k), W (A, d_q), U (A, d_k), v (A,); returns the scores (B, m).
+        Forbidden (scores 0): additive_scores and AdditiveAttention.scores of course_utils.alignment.
+    """,
     hint=(
         "project the query with W and every key with U, add them so that each sentence's query "
         "meets its own keys, squash with tanh, then read out with v"
@@ -217,10 +220,13 @@ MASKED_ATTENTION_WEIGHTS = Exercise(
     grade_id="ex2_2_masked_attention_weights",
     notebook=NOTEBOOK,
     signature="masked_attention_weights(scores, source_lengths)",
-    docstring=(
-        "Softmax of scores (B, m) over positions j < source_lengths[b], source_lengths (B,); "
-        "pad positions get weight 0."
-    ),
+    docstring="""
+        Softmax of scores (B, m) over the real words of each sentence only, the positions j below
+        source_lengths[b]; pad positions get weight 0.
+
+        source_lengths (B,) integers; returns the weights (B, m).
+        Forbidden (scores 0): masked_softmax of course_utils.softmax.
+    """,
     hint=(
         "mark which positions are real words (position < length), give the others a score whose "
         "exponential is 0, then softmax over the source positions"
@@ -370,6 +376,7 @@ BAHDANAU_STEP = Exercise(
 
         source_mask (B, m) is True for real words; attention(query, keys, values, mask) returns
         (context (B, K), weights (B, m)); cell is a GRUCell with input size E + K and hidden size H.
+        Forbidden (scores 0): bahdanau_step of course_utils.seq2seq.decoders.
     """,
     hint=(
         "attend with the state from before this step; the GRU then reads the previous word's "

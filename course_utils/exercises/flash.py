@@ -113,10 +113,11 @@ ONLINE_SOFTMAX = Exercise(
     notebook=NOTEBOOK,
     signature="online_softmax_stats(scores, block_size)",
     docstring="""
-        Row max m and normaliser l = Σ_j exp(s_j − m) of `scores` (..., n), one pass over key blocks.
-
-        Blocks are `block_size` columns wide (the last may be shorter).
-        Returns (row_max, row_sum), each of shape (...).
+        Row max and softmax normaliser (the formula above) of `scores` (..., n), in one pass over blocks
+        of `block_size` key columns (the last may be shorter). Returns (row_max, row_sum), each (...).
+        Forbidden (scores 0): online_softmax_stats of course_utils.flash, masked_softmax, torch.softmax,
+        F.softmax, torch.Tensor.softmax, torch.special.softmax, torch.log_softmax, F.log_softmax,
+        torch.Tensor.log_softmax, torch.logsumexp, torch.Tensor.logsumexp.
     """,
     hint=(
         "keep a running max and a running sum over the blocks; whenever the max grows, re-express "
@@ -254,10 +255,14 @@ TILED_ATTENTION = Exercise(
     notebook=NOTEBOOK,
     signature="tiled_attention(q, k, v, block_q, block_k)",
     docstring="""
-        softmax(Q Kᵀ / √d) V computed tile by tile.
+        Scaled dot-product attention (the formulas above) computed tile by tile.
 
         q (..., n_q, d), k (..., n_k, d), v (..., n_k, d_v): any leading batch and head
         dimensions, e.g. (B, n, d) or (B, H, n, d). Returns the output (..., n_q, d_v).
+        Forbidden (scores 0): flash_attention and flash_attention_forward (course_utils.flash and
+        flash_fast), naive_attention, scaled_dot_product_attention, masked_softmax;
+        F.scaled_dot_product_attention, torch.softmax, F.softmax, torch.Tensor.softmax,
+        torch.special.softmax, torch.log_softmax, F.log_softmax, torch.Tensor.log_softmax.
     """,
     hint=(
         "for each block of queries keep a running max, sum and output accumulator over the key "
@@ -334,7 +339,8 @@ CAUSAL_TILE_KIND = Exercise(
     grade_id="ex7_3_causal_tile_kind",
     notebook=NOTEBOOK,
     signature="causal_tile_kind(q_start, q_stop, k_start, k_stop)",
-    docstring="'skip', 'full' or 'partial' for queries [q_start, q_stop) × keys [k_start, k_stop) under j <= i.",
+    docstring="""'skip', 'full' or 'partial' for queries [q_start, q_stop) × keys [k_start, k_stop) under j <= i.
+        Forbidden (scores 0): tile_kind, tile_schedule and count_tiles of course_utils.flash.""",
     hint=(
         "a tile is skipped when every key comes after every query, full when every key is at or "
         "before every query, partial otherwise; the stops are exclusive"
@@ -408,10 +414,11 @@ SCORE_GRADIENT = Exercise(
     notebook=NOTEBOOK,
     signature="score_gradient(weights, values, out, grad_out)",
     docstring="""
-        dL/dS for O = softmax(S) V, given P = weights, V, O and dO: dS = P ∘ (dO Vᵀ − D), D_i = dO_i · O_i.
+        dS, the gradient of the loss with respect to the scores S (the formulas above).
 
-        weights (..., n_q, n_k), values (..., n_k, d_v), out and grad_out (..., n_q, d_v).
+        weights P (..., n_q, n_k), values V (..., n_k, d_v), out O and grad_out dO (..., n_q, d_v).
         Returns dS, shaped like weights.
+        Forbidden (scores 0): the course's score_gradient, torch.autograd.grad, torch.Tensor.backward.
     """,
     hint=(
         "first the gradient of the weights; then, per query row, subtract the weights-averaged "

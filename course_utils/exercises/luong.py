@@ -98,7 +98,13 @@ def _divided_by_sqrt_d(query, keys):
 DOT_SCORE = _score_exercise(
     grade_id="ex3_1_dot_score",
     signature="dot_score(query, keys)",
-    docstring="e_j = h_tᵀ h̄_j for query (B, d) and keys (B, m, d) → (B, m).",
+    docstring="""
+        Luong's dot score: the dot product of each sentence's query with each of its own keys.
+
+        query (B, d) and keys (B, m, d); returns the scores (B, m).
+        Forbidden (scores 0): dot_scores of course_utils.alignment (the setup cell imports it) and
+        LuongAttention.scores.
+    """,
     hint="each sentence's query meets each of its own keys in a dot product: one number per key",
     code_hint="return (keys @ query[:, :, None]).squeeze(-1)  # (B, m, d) @ (B, d, 1) → (B, m)",
     reference=dot_scores,
@@ -155,7 +161,14 @@ def _divided_by_sqrt_d_k(query, keys, W):
 GENERAL_SCORE = _score_exercise(
     grade_id="ex3_2_general_score",
     signature="general_score(query, keys, W)",
-    docstring="e_j = h_tᵀ W h̄_j for query (B, d_q), keys (B, m, d_k), W (d_q, d_k) → (B, m).",
+    docstring="""
+        Luong's general score: the query, mapped through W to the keys' size, dotted with each key of
+        its sentence.
+
+        query (B, d_q), keys (B, m, d_k), W (d_q, d_k); returns the scores (B, m).
+        Forbidden (scores 0): general_scores of course_utils.alignment (the setup cell imports it) and
+        LuongAttention.scores.
+    """,
     hint="map the query through W so that it has the keys' size; then it is a dot score",
     code_hint="projected = query @ W  # (B, d_k); return (keys @ projected[:, :, None]).squeeze(-1)",
     reference=general_scores,
@@ -222,10 +235,14 @@ def _concat_query_not_repeated(query, keys, W, v):
 CONCAT_SCORE = _score_exercise(
     grade_id="ex3_3_concat_score",
     signature="concat_score(query, keys, W, v)",
-    docstring=(
-        "e_j = vᵀ tanh(W [h_t; h̄_j]) for query (B, d_q), keys (B, m, d_k), W (A, d_q + d_k), "
-        "v (A,) → (B, m)."
-    ),
+    docstring="""
+        Luong's concat score: W applied to the query concatenated with each key of its sentence (query
+        first), squashed by tanh and read out by v.
+
+        query (B, d_q), keys (B, m, d_k), W (A, d_q + d_k), v (A,); returns the scores (B, m).
+        Forbidden (scores 0): concat_scores of course_utils.alignment (the setup cell imports it) and
+        LuongAttention.scores.
+    """,
     hint=(
         "put the query next to every key of its sentence, concatenate query first, then it is "
         "Bahdanau's small network: W, tanh, v"
@@ -336,10 +353,13 @@ LOCAL_P_WEIGHTS = Exercise(
     notebook=NOTEBOOK,
     signature="local_p_weights(scores, centers, window, lengths)",
     docstring="""
-        softmax over {s : |s − p| ≤ D, s < length} of scores (B, m), times exp(−(s − p)² / (2σ²)), σ = D / 2.
+        Local-p weights (the formula above): a softmax of the scores over the real words within D of
+        the centre p, times a Gaussian of width σ = D / 2 around p, not renormalised.
 
         centers p (B,) are real positions, window D is an int, lengths (B,) count the real words;
         returns the weights (B, m), exactly 0 outside the window and on padding.
+        Forbidden (scores 0): gaussian_window_weights of course_utils.alignment (the setup cell
+        imports it); masked_softmax is allowed.
     """,
     hint=(
         "allow only the real words within D of the centre, softmax the scores over those, then "

@@ -39,7 +39,10 @@ CAUSAL_MASK = Exercise(
     grade_id="ex5_1_causal_mask",
     notebook=NOTEBOOK,
     signature="make_causal_mask(n)",
-    docstring="(n, n) bool, True on and below the diagonal: query i may attend keys 0 … i.",
+    docstring="""
+        (n, n) bool, True on and below the diagonal: query i may attend keys 0 … i.
+        Forbidden (scores 0): causal_mask of course_utils.masks (the setup cell imports it).
+    """,
     hint=(
         "query i (row) may attend key j (column) exactly when j ≤ i: the lower triangle of an "
         "n × n grid, diagonal included, as booleans"
@@ -119,6 +122,7 @@ PADDING_MASK = Exercise(
         (batch, max_len) bool, True for real tokens (position < length).
 
         lengths: a 1-D integer tensor with one length per sequence, each at most max_len.
+        Forbidden (scores 0): padding_mask of course_utils.masks (the setup cell imports it).
     """,
     hint=(
         "position j of sequence b is a real token exactly when j < length_b: make that one "
@@ -232,10 +236,13 @@ MASKED_ATTENTION = Exercise(
     notebook=NOTEBOOK,
     signature="masked_attention(queries, keys, values, mask)",
     docstring="""
-        softmax over allowed keys of Q Kᵀ / √d, zero rows where no key is allowed. Returns (output, weights).
+        Scaled dot-product attention whose softmax runs over each query's allowed keys only; a query
+        with no allowed key gets all-zero weights and a zero output. Returns (output, weights).
 
         queries (..., n, d), keys (..., m, d), values (..., m, d_v); mask bool (True = may
         attend), broadcastable to the (..., n, m) scores. output (..., n, d_v), weights (..., n, m).
+        Forbidden (scores 0): torch's F.scaled_dot_product_attention; the course's
+        scaled_dot_product_attention and masked_softmax (the setup cell imports both).
     """,
     hint=(
         "hide the forbidden keys from the softmax so they get exactly zero weight, and give a "
@@ -326,6 +333,8 @@ COMBINED_MASK = Exercise(
 
         lengths: a 1-D integer tensor with one length per sequence, each at most n. Query i of
         sequence b may attend key j when j <= i and j < lengths[b].
+        Forbidden (scores 0): only the functions of course_utils.exercises; causal_mask and
+        padding_mask (imported in the setup cell) are allowed.
     """,
     hint=(
         "a key may be attended when it is in the query's past AND a real token: combine an "

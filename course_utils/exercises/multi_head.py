@@ -77,6 +77,7 @@ SPLIT_HEADS = Exercise(
         (B, n, E) -> (B, H, n, E // H), with H = num_heads and d_h = E // H.
 
         Head h holds features h·d_h … (h+1)·d_h - 1 of every position.
+        Forbidden (scores 0): split_heads of course_utils.multihead.
     """,
     hint=(
         "cut each position's E features into H consecutive slices of d_h, then move the head "
@@ -142,6 +143,7 @@ MERGE_HEADS = Exercise(
         (B, H, n, d_h) -> (B, n, H * d_h), the inverse of split_heads.
 
         Position i is the concatenation [head_0[i], head_1[i], …] of the heads' vectors.
+        Forbidden (scores 0): merge_heads of course_utils.multihead.
     """,
     hint=(
         "bring the positions back in front of the heads, then lay each position's H head vectors "
@@ -262,8 +264,9 @@ MULTI_HEAD_ATTENTION = Exercise(
         Project, split into heads, attend per head (scale √d_h), merge, project out. Returns (output, weights).
 
         query (B, n, E); key and value (B, m, E); W_q, W_k, W_v, W_o (E, E) in nn.Linear's
-        convention y = x @ W.T (no bias); mask None or bool, True = may attend, broadcastable to
-        (B, H, n, m). output is (B, n, E) and weights (B, H, n, m), H = num_heads.
+        convention (x is multiplied by W transposed; no bias); mask None or bool, True = may attend,
+        broadcastable to (B, H, n, m). output is (B, n, E) and weights (B, H, n, m), H = num_heads.
+        Forbidden (scores 0): torch's F.multi_head_attention_forward.
     """,
     hint=(
         "project with each weight matrix, cut the projections into heads, attend within each "

@@ -105,10 +105,12 @@ SCALED_DOT_PRODUCT = Exercise(
     notebook=NOTEBOOK,
     signature="scaled_dot_product(queries, keys, values)",
     docstring="""
-        softmax(Q Kᵀ / √d) V over the last two axes. Returns (output, weights).
+        Scaled dot-product attention (the formula above) over the last two axes. Returns (output, weights).
 
         queries (..., n, d), keys (..., m, d), values (..., m, d_v), where ... are any leading batch
         or head dimensions. output is (..., n, d_v) and weights (..., n, m).
+        Forbidden (scores 0): torch's F.scaled_dot_product_attention; the course's
+        scaled_dot_product_attention (course_utils.dot_product; the setup cell imports it).
     """,
     hint=(
         "score every query against every key, scale the scores by √d, turn each query's scores "
@@ -192,10 +194,13 @@ SELF_ATTENTION = Exercise(
     notebook=NOTEBOOK,
     signature="self_attention(x, W_q, W_k, W_v)",
     docstring="""
-        Q = x W_q, K = x W_k, V = x W_v; return softmax(Q Kᵀ / √d_k) V and the weights.
+        Self-attention (the formulas above): project x to queries, keys and values with W_q, W_k and
+        W_v, then apply scaled dot-product attention. Returns the output and the weights.
 
         x (..., n, d_model); W_q and W_k (d_model, d_k); W_v (d_model, d_v).
         Returns (output, weights): output (..., n, d_v) and weights (..., n, n).
+        Forbidden (scores 0): only the functions of course_utils.exercises; the course's
+        scaled_dot_product_attention (imported in the setup cell) is allowed.
     """,
     hint="give every token its three roles with the three projections, then attend",
     code_hint=(
@@ -285,9 +290,12 @@ SINUSOIDAL_ENCODING = Exercise(
     notebook=NOTEBOOK,
     signature="sinusoidal_encoding(n, d)",
     docstring="""
-        (n, d): PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+        The (n, d) sinusoidal encoding table (the formula above): row pos, column 2i holds the sine and
+        column 2i+1 the cosine of the position times the frequency of pair i.
 
         Positions 0 … n-1, an even d; returns a floating-point tensor.
+        Forbidden (scores 0): sinusoidal_positional_encoding and positional_frequencies of
+        course_utils.positional (the setup cell imports both).
     """,
     hint=(
         "columns 2i and 2i+1 share one frequency 10000^(-2i/d): the sine of position × frequency "

@@ -114,9 +114,13 @@ STABLE_SOFTMAX = Exercise(
     notebook=NOTEBOOK,
     signature="stable_softmax(scores, dim=-1)",
     docstring="""
-        Softmax of `scores` (a tensor of any shape) along `dim`: exp(x - max) / sum(exp(x - max)).
+        Softmax of `scores` (a tensor of any shape) along `dim`, stable for any finite input: the
+        max-shifted form of the formula above.
 
         Returns a tensor of the same shape whose entries along `dim` are positive and sum to 1.
+        Forbidden (scores 0): torch.softmax, F.softmax, torch.Tensor.softmax, torch.special.softmax,
+        torch.log_softmax, F.log_softmax, torch.Tensor.log_softmax; the course's softmax and
+        masked_softmax (course_utils.softmax).
     """,
     hint="subtract the largest score along dim before exponentiating; the shift cancels in the ratio",
     code_hint=(
@@ -173,10 +177,12 @@ SOFT_LOOKUP = Exercise(
     notebook=NOTEBOOK,
     signature="soft_lookup_answer(query, keys, values, temperature)",
     docstring="""
-        alpha = softmax(K q / T); output = sum_i alpha_i v_i.
+        Soft lookup (the formulas above): weights from a softmax over the keys of their dot products
+        with the query divided by the temperature; the output is the values averaged with those weights.
 
         query (d,), keys (m, d), values (m, d_v), temperature T > 0.
         Returns (output, weights): output (d_v,) and weights (m,).
+        Forbidden (scores 0): soft_lookup of course_utils.pooling (the setup cell imports it).
     """,
     hint="score every key against the query, soften the scores by the temperature, then average the values",
     code_hint=(
@@ -270,10 +276,13 @@ KERNEL_REGRESSION = Exercise(
     notebook=NOTEBOOK,
     signature="kernel_regression(query_points, train_points, train_values, bandwidth)",
     docstring="""
-        f(x) = sum_i softmax_i(-(x - x_i)^2 / (2 h^2)) y_i.
+        Nadaraya–Watson regression with a Gaussian kernel of bandwidth h (the formula above): each
+        prediction averages the training values, weighted by a softmax over the training points of
+        minus the squared distance to the query over 2h².
 
         query_points (n,), train_points (m,), train_values (m,), bandwidth h > 0.
         Returns (predictions, weights): predictions (n,) and weights (n, m), each row summing to 1.
+        Forbidden (scores 0): nadaraya_watson of course_utils.pooling (the setup cell imports it).
     """,
     hint=(
         "score every (query, training point) pair by its negative squared distance over 2h², "

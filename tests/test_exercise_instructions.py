@@ -1,5 +1,5 @@
-"""Part II (notebooks 08–12), read by a learner: every exercise says what it may not call, and
-leaves the formula to the theory cell.
+"""Every notebook (01–12), read by a learner: every exercise says what it may not call, and leaves
+the formula to the theory cell.
 
 * each exercise's docstring ends with a "Forbidden (scores 0): …" paragraph naming every call its
   spec forbids (``Exercise.forbidden_calls``, less ``course_utils.exercises``: a function of that
@@ -28,15 +28,9 @@ from course_utils.exercises import all_exercises
 from course_utils.feedback.shortcuts import SPEC_PACKAGE
 
 ROOT = Path(__file__).resolve().parents[1]
-PART_TWO = (
-    "08_transformer",
-    "09_modern_attention",
-    "10_linear_attention",
-    "11_attention_in_vision",
-    "12_memory_and_pointers",
-)
+NOTEBOOKS = tuple(sorted(path.stem for path in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")))
 EXERCISES = sorted(
-    (exercise for exercise in all_exercises().values() if exercise.notebook in PART_TWO),
+    (exercise for exercise in all_exercises().values() if exercise.notebook in NOTEBOOKS),
     key=lambda exercise: exercise.grade_id,
 )
 IDS = [exercise.grade_id for exercise in EXERCISES]
@@ -77,9 +71,10 @@ def notebook_cells(notebook: str) -> list[dict]:
     return json.loads((ROOT / "solutions" / f"{notebook}.ipynb").read_text())["cells"]
 
 
-def test_part_two_has_its_exercises():
-    assert {exercise.notebook for exercise in EXERCISES} == set(PART_TWO)
-    assert len(EXERCISES) >= 15
+def test_every_notebook_has_its_exercises():
+    assert len(NOTEBOOKS) == 12
+    assert {exercise.notebook for exercise in EXERCISES} == set(NOTEBOOKS)
+    assert len(EXERCISES) == len(all_exercises())
 
 
 def test_short_names_read_the_module_off():
@@ -114,7 +109,7 @@ def test_docstring_holds_no_formula(exercise):
     )
 
 
-@pytest.mark.parametrize("notebook", PART_TWO)
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_notebook_lists_what_the_learner_may_and_may_not_use(notebook):
     cells = notebook_cells(notebook)
     first_exercise = next(
