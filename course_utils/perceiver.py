@@ -41,7 +41,7 @@ def perceiver_cross_attention(
     queries = latents @ W_q.T  # Q = L W_qᵀ: (m, d), broadcast over the batch
     keys = inputs @ W_k.T  # K = X W_kᵀ: (B, n, d)
     values = inputs @ W_v.T  # V = X W_vᵀ: (B, n, d)
-    return scaled_dot_product_attention(queries, keys, values)  # α: (B, m, n), out: (B, m, d)
+    return scaled_dot_product_attention(queries, keys, values)  # out: (B, m, d), α: (B, m, n)
 
 
 def attention_costs(
@@ -56,7 +56,7 @@ def attention_costs(
       one call (this process's CPU time). Each round times every length once, back to back (the fast
       Perceiver 10 calls at a time), so a burst of load on the machine hits the lengths of one round
       alike: compare lengths within a round, then take the median over the rounds
-      (:func:`course_utils.helpers.timing.growth`);
+      (:func:`course_utils.helpers.timing.power_law_exponent`);
     * ``perceiver_weights_bytes`` and ``self_attention_weights_bytes``: the size of the weights
       tensor each one builds, m · n and n · n numbers.
     """
