@@ -333,6 +333,7 @@ class ShortcutWatch:
         self.used: list[str] = []
         self._installed: list[str] = []
         self._previous_profile = None
+        self._previous_thread_profile = None
 
     def _profile(self, frame, event, arg) -> None:
         if event == "c_call":
@@ -345,6 +346,7 @@ class ShortcutWatch:
         self._installed = MARKERS.install(self.names)
         _window = _Window(self.names)
         self._previous_profile = sys.getprofile()
+        self._previous_thread_profile = threading.getprofile()
         sys.setprofile(self._profile)
         threading.setprofile(self._profile)
         return self
@@ -352,7 +354,7 @@ class ShortcutWatch:
     def __exit__(self, *exc) -> None:
         global _window
         sys.setprofile(self._previous_profile)
-        threading.setprofile(None)
+        threading.setprofile(self._previous_thread_profile)
         window, _window = _window, None
         self.used = list(window.used) if window is not None else []
         MARKERS.remove(self._installed)
