@@ -21,7 +21,6 @@ submissions with ``course-grade`` (``untrusted``).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -35,8 +34,7 @@ import nbformat
 
 from course_utils.tooling.course_folders import course_folder, require_folder
 from course_utils.tooling.untrusted import (
-    NO_SANDBOX_WARNING,
-    add_trust_option,
+    parser_without_sandbox,
     refuse_submissions,
 )
 
@@ -284,12 +282,7 @@ def show_progress(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="course-progress",
-        description=__doc__.split("\n")[0],
-        epilog=NO_SANDBOX_WARNING,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_without_sandbox("course-progress", __doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to run: 01 or 01_soft_weights")
     parser.add_argument(
         "--copy", type=Path, default=None, help="your copy of the course (default: my-notebooks/)"
@@ -301,7 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         help="the released notebooks new ones are copied from (default: notebooks/)",
     )
     parser.add_argument("--copy-only", action="store_true", help="copy new notebooks; run nothing")
-    add_trust_option(parser)
     parser.add_argument(
         "--timeout",
         type=float,

@@ -18,7 +18,6 @@ grade submissions with ``course-grade`` (``untrusted``).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,9 +28,8 @@ from nbclient import NotebookClient
 
 from course_utils.helpers.kernel_sets import RECORDING, environment
 from course_utils.tooling.untrusted import (
-    NO_SANDBOX_WARNING,
     UntrustedFolder,
-    add_trust_option,
+    parser_without_sandbox,
     refuse_submissions,
 )
 
@@ -63,15 +61,9 @@ def record(path: Path, timeout: int = 600) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m course_utils.tooling.record",
-        description=__doc__.split("\n")[0],
-        epilog=NO_SANDBOX_WARNING,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_without_sandbox("python -m course_utils.tooling.record", __doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
-    add_trust_option(parser)
     args = parser.parse_args(argv)
     for path in args.notebooks:  # every one checked before any runs
         if not path.is_file():

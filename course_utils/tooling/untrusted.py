@@ -20,6 +20,7 @@ a learner's copy in the course's folder, the solutions, or a folder of notebooks
 
 from __future__ import annotations
 
+import argparse
 import textwrap
 from pathlib import Path
 
@@ -106,11 +107,19 @@ def refuse_submissions(given: Path, argument: str, tool: str) -> None:
     )
 
 
-def add_trust_option(parser) -> None:
-    """The flag that lets a tool without a sandbox run a folder laid out like submissions."""
+def parser_without_sandbox(prog: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser of a tool that runs notebooks without a sandbox: its ``--help`` ends with
+    ``NO_SANDBOX_WARNING``, and it takes the flag that lets it run a folder laid out like submissions."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=NO_SANDBOX_WARNING,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         TRUST_FLAG,
         action="store_true",
         help="run notebooks even from a folder laid out like a class's submissions "
         "(SUBMISSIONS/<student>/NN_name.ipynb); only for code you trust",
     )
+    return parser
