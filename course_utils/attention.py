@@ -12,7 +12,7 @@ Notebooks import from here; each concept lives in its own module:
 * ``flash``        — tiled attention with online softmax and a recomputing backward (07)
 * ``rotary`` ``alibi`` ``grouped_query`` ``sliding_window`` — RoPE, ALiBi, grouped-query attention, sliding windows (09)
 * ``linear_attention`` — linear attention as a fast weight programmer, and the delta rule (10)
-* ``vision_attention`` ``perceiver`` — SE, CBAM's spatial map, pixel self-attention, Perceiver cross-attention (11)
+* ``vision_attention`` ``perceiver`` — SE, CBAM's channel and spatial attention, pixel self-attention, Perceiver cross-attention (11)
 * ``ntm_addressing`` — Neural Turing Machine addressing of a memory, and its write (12)
 
 Each function checks its inputs with one call into ``validation`` (errors name the argument, what
@@ -39,6 +39,7 @@ from course_utils.rotary import apply_rope
 from course_utils.sliding_window import sliding_window_mask
 from course_utils.softmax import masked_softmax, softmax
 from course_utils.vision_attention import (
+    cbam_channel_weights,
     cbam_spatial_attention,
     pixel_self_attention,
     squeeze_excitation,
@@ -52,6 +53,7 @@ __all__ = [
     "alibi_slopes",
     "apply_rope",
     "causal_mask",
+    "cbam_channel_weights",
     "cbam_spatial_attention",
     "check_qkv",
     "delta_rule_attention",
