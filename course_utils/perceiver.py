@@ -178,7 +178,7 @@ def encoder_seconds(
     """(rounds, len(lengths)) CPU seconds of one ``encoder`` call on one example of n inputs.
 
     Timed like :func:`attention_costs`: every length once per round, back to back, so compare
-    lengths within a round (:func:`course_utils.helpers.timing.power_law_exponent`).
+    lengths within a round (:func:`course_utils.helpers.timing.power_law_exponent`), on one thread.
     """
     for length in lengths:
         require_positive_int("each of lengths", length)

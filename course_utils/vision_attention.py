@@ -134,8 +134,8 @@ def pixel_self_attention(
     return output.transpose(1, 2).reshape(batch, -1, height, width), weights
 
 
-class SqueezeExcitation(nn.Module):
-    """:func:`squeeze_excitation` with learned weights; forward returns (scaled x, weights (B, C))."""
+class _ChannelBottleneck(nn.Module):
+    """The two layers SE and CBAM's channel attention share: C -> C // reduction -> C."""
 
     def __init__(self, channels: int, reduction: int = 2):
         super().__init__()
@@ -144,22 +144,18 @@ class SqueezeExcitation(nn.Module):
         hidden = max(1, channels // reduction)
         self.reduce = nn.Linear(channels, hidden)  # W_r, b_r
         self.expand = nn.Linear(hidden, channels)  # W_e, b_e
+
+
+class SqueezeExcitation(_ChannelBottleneck):
+    """:func:`squeeze_excitation` with learned weights; forward returns (scaled x, weights (B, C))."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         reduce, expand = self.reduce, self.expand
         return squeeze_excitation(x, reduce.weight, reduce.bias, expand.weight, expand.bias)
 
 
-class ChannelAttention(nn.Module):
+class ChannelAttention(_ChannelBottleneck):
     """:func:`cbam_channel_weights` with a learned shared MLP; forward returns the weights (B, C)."""
-
-    def __init__(self, channels: int, reduction: int = 2):
-        super().__init__()
-        require_positive_int("channels", channels)
-        require_positive_int("reduction", reduction)
-        hidden = max(1, channels // reduction)
-        self.reduce = nn.Linear(channels, hidden)  # W_r, b_r
-        self.expand = nn.Linear(hidden, channels)  # W_e, b_e
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         reduce, expand = self.reduce, self.expand
