@@ -26,7 +26,7 @@ from course_utils.positional import positional_frequencies
 
 def rope_angles(positions: torch.Tensor, d: int, base: float = 10000.0) -> torch.Tensor:
     """(n, d/2) float64 angles pos · θ_i with θ_i = base^(-2i/d)."""
-    frequencies = positional_frequencies(d, base)  # θ_i = base^(-2i/d), (d/2,)
+    frequencies = positional_frequencies(d, base).to(positions.device)  # θ_i = base^(-2i/d), (d/2,)
     return positions.to(torch.float64)[:, None] * frequencies[None, :]  # pos · θ_i
 
 

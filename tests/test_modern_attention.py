@@ -283,3 +283,11 @@ def test_banded_flash_attention_rejects_bad_input():
         banded_flash_attention(q, q, q, 0)
     with pytest.raises(ValueError, match="same length n"):
         banded_flash_attention(q, randn(1, 5, 8), randn(1, 5, 8), 2)
+
+
+def test_rope_angles_are_made_on_the_positions_device():
+    """A CUDA decoder passes CUDA positions; the frequencies must follow them (here: the meta device)."""
+    from course_utils.rotary import rope_angles
+
+    angles = rope_angles(torch.arange(4, device="meta"), 8)
+    assert angles.device.type == "meta" and angles.shape == (4, 4)
