@@ -19,6 +19,11 @@ from dataclasses import dataclass
 from course_utils.helpers.validation import require_divides, require_positive_int
 
 
+def _require_positive_ints(**values: int) -> None:
+    for name, value in values.items():
+        require_positive_int(name, value)
+
+
 def kv_bytes_per_token(
     layers: int, num_heads: int, num_kv_heads: int, head_dim: int, bytes_per_element: int = 2
 ) -> int:
@@ -27,14 +32,10 @@ def kv_bytes_per_token(
     ``num_heads`` (H query heads) is checked to be a multiple of ``num_kv_heads`` (G) and is
     otherwise unused: query heads are not cached. G = H is multi-head, G = 1 multi-query attention.
     """
-    for name, value in (
-        ("layers", layers),
-        ("num_heads", num_heads),
-        ("num_kv_heads", num_kv_heads),
-        ("head_dim", head_dim),
-        ("bytes_per_element", bytes_per_element),
-    ):
-        require_positive_int(name, value)
+    _require_positive_ints(
+        layers=layers, num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
+        bytes_per_element=bytes_per_element,
+    )  # fmt: skip
     require_divides("num_kv_heads", num_kv_heads, "num_heads", num_heads)
     return 2 * layers * num_kv_heads * head_dim * bytes_per_element  # keys and values
 
@@ -44,13 +45,9 @@ def latent_bytes_per_token(
 ) -> int:
     """layers · (d_c + d_h^R) · bytes: multi-head latent attention caches one latent and one
     RoPE key per token and layer, whatever the number of heads."""
-    for name, value in (
-        ("layers", layers),
-        ("latent_dim", latent_dim),
-        ("rope_dim", rope_dim),
-        ("bytes_per_element", bytes_per_element),
-    ):
-        require_positive_int(name, value)
+    _require_positive_ints(
+        layers=layers, latent_dim=latent_dim, rope_dim=rope_dim, bytes_per_element=bytes_per_element
+    )
     return layers * (latent_dim + rope_dim) * bytes_per_element  # c_t and k_t^R
 
 

@@ -37,7 +37,8 @@ from course_utils.rotary import apply_rope
 from course_utils.softmax import masked_softmax, softmax
 
 
-def _check_step(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up):
+def _check_step(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up) -> float:
+    """Checks the step's arguments; returns its score scale 1/√(d_h + d_h^R)."""
     require_shapes(
         ("query_content", query_content, "(B, H, d_h)"),
         ("query_rope", query_rope, "(B, H, d_r)"),
@@ -47,6 +48,7 @@ def _check_step(query_content, query_rope, latent_cache, rope_key_cache, key_up,
         ("value_up", value_up, "(H, d_v, d_c)"),
         meanings={"d_c": "latent features", "d_r": "RoPE features"},
     )
+    return 1.0 / math.sqrt(query_content.shape[-1] + query_rope.shape[-1])  # 1/√(d_h + d_h^R)
 
 
 def absorbed_mla_step(
@@ -63,8 +65,7 @@ def absorbed_mla_step(
     applied); latent_cache (B, n, d_c) and rope_key_cache (B, n, d_r) what is cached; key_up and
     value_up (H, d_h, d_c) the per-head up-projections W^UK_h, W^UV_h. Returns (B, H, d_h).
     """
-    _check_step(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up)
-    scale = 1.0 / math.sqrt(query_content.shape[-1] + query_rope.shape[-1])  # 1/√(d_h + d_h^R)
+    scale = _check_step(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up)
     absorbed_query = torch.einsum("bhk,hkc->bhc", query_content, key_up)  # W^UK_hᵀ q_h: (B, H, d_c)
     content_scores = absorbed_query @ latent_cache.transpose(-2, -1)  # (W^UK_hᵀ q_h) · c_j
     rope_scores = query_rope @ rope_key_cache.transpose(-2, -1)  # q^R_h · k^R_j
@@ -83,13 +84,12 @@ def expanded_mla_step(
 ) -> torch.Tensor:
     """:func:`absorbed_mla_step` the plain way: every head's keys and values rebuilt from the
     latents, then attention. Same arguments and result (tested equal)."""
-    _check_step(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up)
+    scale = _check_step(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up)
     keys = torch.einsum("hkc,bnc->bhnk", key_up, latent_cache)  # k_j,h = W^UK_h c_j
     values = torch.einsum("hkc,bnc->bhnk", value_up, latent_cache)  # v_j,h = W^UV_h c_j
     rope_keys = rope_key_cache[:, None]  # k^R_j, shared by the heads: (B, 1, n, d_r)
     scores = (keys @ query_content[..., None]).squeeze(-1)  # q_h · k_j,h: (B, H, n)
     scores = scores + (rope_keys @ query_rope[..., None]).squeeze(-1)  # + q^R_h · k^R_j
-    scale = 1.0 / math.sqrt(query_content.shape[-1] + query_rope.shape[-1])
     weights = softmax(scores * scale, dim=-1)
     return (weights[..., None] * values).sum(dim=-2)  # Σ_j a_hj v_j,h
 

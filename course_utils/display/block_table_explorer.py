@@ -79,16 +79,14 @@ class BlockTableExplorer(_Explorer):
             value=0, min=0, max=len(self.snapshots) - 1, description="event"
         )
         super().__init__()
-        self.slider.observe(self._on_step, names="value")
+        self.slider.observe(self._show_event, names="value")
         self.widget = widgets.VBox([self.slider, self.output])
-        self._select(0)
+        self._show_event({"new": 0})
 
-    def _on_step(self, change) -> None:
-        self._select(change["new"])
-
-    def _select(self, step: int) -> None:
-        self.current_step = step
-        self.current = self.snapshots[step]
+    def _show_event(self, change) -> None:
+        """The slider moved (or the explorer starts): draw the pool after event ``change["new"]``."""
+        self.current_step = change["new"]
+        self.current = self.snapshots[self.current_step]
         self.draw()
 
     def draw(self) -> None:

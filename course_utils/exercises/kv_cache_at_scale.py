@@ -385,15 +385,19 @@ def _mla_cases(generator: torch.Generator) -> list[Case]:
     ]  # fmt: skip
 
 
+def _scaled_by(features: int, query_content, query_rope, *cache):
+    """The absorbed step with its scores divided by √features instead of √(d_h + d_h^R)."""
+    factor = math.sqrt((query_content.shape[-1] + query_rope.shape[-1]) / features)
+    return absorbed_mla_step(query_content * factor, query_rope * factor, *cache)
+
+
 @mistake(
     "it matches scaling by 1/√d_h alone: the score adds a content and a RoPE dot product, so "
     "scale by 1/√(d_h + d_h^R)"
 )
 def _head_dim_scale(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up):
-    factor = math.sqrt((query_content.shape[-1] + query_rope.shape[-1]) / query_content.shape[-1])
-    return absorbed_mla_step(
-        query_content * factor, query_rope * factor, latent_cache, rope_key_cache, key_up, value_up
-    )
+    cache = (latent_cache, rope_key_cache, key_up, value_up)
+    return _scaled_by(query_content.shape[-1], query_content, query_rope, *cache)
 
 
 @mistake(
@@ -401,13 +405,10 @@ def _head_dim_scale(query_content, query_rope, latent_cache, rope_key_cache, key
     "d_h + d_h^R features, scale by 1/√(d_h + d_h^R)"
 )
 def _latent_scale(query_content, query_rope, latent_cache, rope_key_cache, key_up, value_up):
-    features = query_content.shape[-1] + query_rope.shape[-1]
-    if latent_cache.shape[-1] == features:
+    if latent_cache.shape[-1] == query_content.shape[-1] + query_rope.shape[-1]:
         return NOT_APPLICABLE
-    factor = math.sqrt(features / latent_cache.shape[-1])
-    return absorbed_mla_step(
-        query_content * factor, query_rope * factor, latent_cache, rope_key_cache, key_up, value_up
-    )
+    cache = (latent_cache, rope_key_cache, key_up, value_up)
+    return _scaled_by(latent_cache.shape[-1], query_content, query_rope, *cache)
 
 
 @mistake(
