@@ -5,6 +5,8 @@ exercises, written as a learner would write them, NAMED by check()."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -302,6 +304,28 @@ def test_the_explorer_replays_the_schedule_and_follows_its_slider():
     assert "sequence 2 grows by 6" in explorer.current_title
     with pytest.raises(ValueError, match="an event is"):
         replay_schedule([("shrink", 0)], 4, 2)
+
+
+STATIC_PROGRAM = """
+import sys
+sys.modules["ipywidgets"] = None  # no ipywidgets at all
+import matplotlib
+matplotlib.use("Agg")
+from course_utils.display import widgets
+from course_utils.display.block_table_explorer import BlockTableExplorer
+assert widgets.INTERACTIVE is False
+explorer = BlockTableExplorer([("grow", 0, 5), ("end", 0), ("grow", 1, 3)], num_blocks=4, block_size=4)
+explorer.slider.value = 2
+print("tables", explorer.current.block_tables, "redraws", explorer.redraws)
+"""
+
+
+def test_the_explorer_falls_back_to_a_static_figure():
+    result = subprocess.run(
+        [sys.executable, "-c", STATIC_PROGRAM], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tables {1: (0,)} redraws 2" in result.stdout  # request 0's first block, reused
 
 
 # --------------------------------------------------------------------------------------------------
