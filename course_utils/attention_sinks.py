@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from course_utils.alibi import alibi_slopes
 from course_utils.helpers.validation import require_positive_int, require_shapes
@@ -125,6 +126,19 @@ def streaming_logits(
     return streaming_run(model, tokens, window, sinks)[0]
 
 
+def streaming_loss(
+    model: TinyDecoder,
+    tokens: torch.Tensor,
+    answers: torch.Tensor,
+    window: int,
+    sinks: int = 0,
+    start: int = 0,
+) -> float:
+    """Cross-entropy of :func:`streaming_logits` against ``answers`` (B, n) on positions start … n − 1."""
+    logits = streaming_logits(model, tokens, window, sinks)
+    return F.cross_entropy(logits[:, start:].flatten(0, 1), answers[:, start:].flatten()).item()
+
+
 def attention_on_first_keys(weights: torch.Tensor, first: int, start: int) -> float:
     """Mean share of attention that queries ``start`` … n − 1 give the ``first`` keys.
 
@@ -146,6 +160,7 @@ __all__ = [
     "cache_query_positions",
     "streaming_attention",
     "streaming_logits",
+    "streaming_loss",
     "streaming_run",
     "uniform_share_of_first_keys",
 ]
