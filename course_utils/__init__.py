@@ -7,7 +7,7 @@ Its folders are its layers; each may import only the layers listed under it
 * the lessons, at the top level (``softmax.py`` … ``flash.py`` …, ``seq2seq/``, ``pretrained/``):
   the reference code the notebooks teach and import — helpers;
 * ``display/`` — figures and explorers — lessons, helpers;
-* ``benchmark/`` — ``course-bench`` — lessons, helpers;
+* ``benchmark/`` — ``course-bench``, and the seed-range report of the quoted claims — lessons, helpers;
 * ``feedback/`` — the exercise framework and ``run_case`` — lessons, helpers;
 * ``exercises/`` — one spec module per notebook — feedback, lessons, helpers;
 * ``checks.py`` — ``check()`` in the notebooks — exercises, feedback;

@@ -12,8 +12,8 @@ Notebooks import from here; each concept lives in its own module:
 * ``flash``        — tiled attention with online softmax and a recomputing backward (07)
 * ``rotary`` ``alibi`` ``grouped_query`` ``sliding_window`` — RoPE, ALiBi, grouped-query attention, sliding windows (09)
 * ``linear_attention`` — linear attention as a fast weight programmer, and the delta rule (10)
-* ``vision_attention`` ``perceiver`` — SE, CBAM's spatial map, pixel self-attention, Perceiver cross-attention (11)
-* ``ntm_addressing`` — Neural Turing Machine content and location addressing of a memory (12)
+* ``vision_attention`` ``perceiver`` — SE, CBAM's channel and spatial attention, pixel self-attention, Perceiver cross-attention (11)
+* ``ntm_addressing`` — Neural Turing Machine addressing of a memory, and its write (12)
 
 Each function checks its inputs with one call into ``validation`` (errors name the argument, what
 was expected and what was got), then reads as its equation.
@@ -31,7 +31,7 @@ from course_utils.linear_attention import (
 )
 from course_utils.masks import causal_mask, padding_mask
 from course_utils.multihead import MultiHeadAttention, merge_heads, split_heads
-from course_utils.ntm_addressing import ntm_content_weights, ntm_sharpen, ntm_shift
+from course_utils.ntm_addressing import ntm_content_weights, ntm_sharpen, ntm_shift, ntm_write
 from course_utils.perceiver import perceiver_cross_attention
 from course_utils.pooling import gaussian_kernel_scores, nadaraya_watson, soft_lookup
 from course_utils.positional import sinusoidal_positional_encoding
@@ -39,6 +39,7 @@ from course_utils.rotary import apply_rope
 from course_utils.sliding_window import sliding_window_mask
 from course_utils.softmax import masked_softmax, softmax
 from course_utils.vision_attention import (
+    cbam_channel_weights,
     cbam_spatial_attention,
     pixel_self_attention,
     squeeze_excitation,
@@ -52,6 +53,7 @@ __all__ = [
     "alibi_slopes",
     "apply_rope",
     "causal_mask",
+    "cbam_channel_weights",
     "cbam_spatial_attention",
     "check_qkv",
     "delta_rule_attention",
@@ -66,6 +68,7 @@ __all__ = [
     "ntm_content_weights",
     "ntm_sharpen",
     "ntm_shift",
+    "ntm_write",
     "padding_mask",
     "perceiver_cross_attention",
     "pixel_self_attention",

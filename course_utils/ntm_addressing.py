@@ -16,8 +16,16 @@ with cos(k, M_i) = k · M_i / (max(‖k‖, ε) · max(‖M_i‖, ε)), so an al
 scores 0 instead of 0/0. Content addressing jumps to what matches; the last three stages step
 through memory from where the head was (location addressing), e.g. along a stored list.
 
+Reading and writing (Graves et al. 2014, eqs. 2–4) use the weighting a head has just computed:
+
+    read         r   = Σ_i w_i M_i                            a blend of the slots it attends to
+    erase        M̃_i = M_i ∘ (1 − w_i e)                      e in [0, 1]^M: what to wipe, per feature
+    add          M_i = M̃_i + w_i a                            a in R^M: what to write
+
+A slot with w_i = 1 and e = 1 is overwritten by a; a slot with w_i = 0 is left as it was.
+
 Shapes: memory (..., N, M), key (..., M), weights (..., N), shift (..., 3); beta, gate and gamma
-are tensors of the leading shape (...) (or plain numbers), one per head.
+are tensors of the leading shape (...) (or plain numbers), one per head; erase and add (..., M).
 """
 
 from __future__ import annotations
@@ -41,8 +49,10 @@ __all__ = [
     "ntm_address",
     "ntm_content_weights",
     "ntm_interpolate",
+    "ntm_read",
     "ntm_sharpen",
     "ntm_shift",
+    "ntm_write",
     "slot_cosine",
 ]
 
@@ -114,6 +124,36 @@ def ntm_sharpen(weights: torch.Tensor, gamma) -> torch.Tensor:
     scaled = weights / weights.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)
     powered = scaled**exponent  # w̃_i^γ (up to a common factor)
     return powered / powered.sum(dim=-1, keepdim=True)  # / Σ_j w̃_j^γ
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading and writing with a weighting
+
+
+def ntm_read(memory: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """r = Σ_i w_i M_i: memory (..., N, M), weights (..., N) -> read vector (..., M)."""
+    require_shapes(("memory", memory, "(*batch, N, M)"), ("weights", weights, "(*batch, N)"))
+    return (weights[..., None, :] @ memory)[..., 0, :]  # (..., 1, N) @ (..., N, M) -> (..., M)
+
+
+def ntm_write(
+    memory: torch.Tensor, weights: torch.Tensor, erase: torch.Tensor, add: torch.Tensor
+) -> torch.Tensor:
+    """Erase, then add: memory (..., N, M), weights (..., N), erase and add (..., M) -> new memory.
+
+    Returns a new tensor; ``memory`` itself is not changed.
+    """
+    require_shapes(
+        ("memory", memory, "(*batch, N, M)"),
+        ("weights", weights, "(*batch, N)"),
+        ("erase", erase, "(*batch, M)"),
+        ("add", add, "(*batch, M)"),
+        meanings={"N": "number of slots", "M": "slot width"},
+    )
+    require_dtype("floating-point", memory=memory, weights=weights, erase=erase, add=add)
+    w = weights[..., :, None]  # w_i as a column: (..., N, 1)
+    erased = memory * (1 - w * erase[..., None, :])  # M̃_i = M_i ∘ (1 − w_i e): (..., N, M)
+    return erased + w * add[..., None, :]  # M_i = M̃_i + w_i a
 
 
 # --------------------------------------------------------------------------------------------------

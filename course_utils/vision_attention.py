@@ -1,4 +1,4 @@
-"""Attention inside a CNN: which channels (SE), which places (CBAM), which other pixels (self-attention).
+"""Attention inside a CNN: which channels (SE, CBAM), which places (CBAM), which other pixels (self-attention).
 
 An image batch is ``x`` of shape (B, C, H, W). Three ways to weight it:
 
@@ -8,7 +8,13 @@ An image batch is ``x`` of shape (B, C, H, W). Three ways to weight it:
       e = σ(W_e ReLU(W_r s + b_r) + b_e)       excitation: (B, C), each weight in (0, 1)
       SE(x)_c = e_c · x_c                      every channel scaled by its weight
 
-* **CBAM's spatial attention** (Woo et al. 2018), one weight per position::
+* **CBAM** (Woo et al. 2018) weights the channels, then the positions. Its channel attention pools
+  each channel twice, by its mean and by its max, and passes both through one shared MLP::
+
+      MLP(p) = W_e ReLU(W_r p + b_r) + b_e      the same weights for both pooled vectors
+      e = σ(MLP(mean_{h,w} x) + MLP(max_{h,w} x))    (B, C), eq. 2 of the paper
+
+  Its spatial attention, one weight per position::
 
       a = σ(conv_{k×k}([mean_c x ; max_c x]))  (B, 1, H, W): pooled over the channels, not space
 
@@ -18,6 +24,12 @@ An image batch is ``x`` of shape (B, C, H, W). Three ways to weight it:
       tokens = x.flatten(2).transpose(1, 2)    (B, n = H·W, C): token p = h·W + w
       o, α = Attention(tokens W_qᵀ, tokens W_kᵀ, tokens W_vᵀ)        α: (B, n, n)
       fold o back to (B, C_v, H, W)
+
+  SAGAN adds the result to its input through a learned scalar that starts at 0::
+
+      y = γ · o + x,   γ = 0 at initialisation   (C_v = C)
+
+  so the block is the identity when training starts, and the network lets attention in as γ grows.
 
 The functions take weight tensors in nn.Linear's convention (y = x Wᵀ); the modules hold those
 weights as parameters for training. :func:`receptive_field` measures with one backward pass which
@@ -56,6 +68,31 @@ def squeeze_excitation(
     hidden = torch.relu(squeezed @ W_reduce.T + b_reduce)  # z = ReLU(W_r s + b_r): (B, hidden)
     weights = torch.sigmoid(hidden @ W_expand.T + b_expand)  # e = σ(W_e z + b_e): (B, C)
     return weights[:, :, None, None] * x, weights  # SE(x)_c = e_c · x_c
+
+
+def cbam_channel_weights(
+    features: torch.Tensor,
+    W_reduce: torch.Tensor,
+    b_reduce: torch.Tensor,
+    W_expand: torch.Tensor,
+    b_expand: torch.Tensor,
+) -> torch.Tensor:
+    """CBAM's channel attention: (B, C, H, W) -> weights (B, C), each in (0, 1)."""
+    require_shapes(
+        ("features", features, "(B, C, H, W)"),
+        ("W_reduce", W_reduce, "(hidden, C)"),
+        ("b_reduce", b_reduce, "(hidden,)"),
+        ("W_expand", W_expand, "(C, hidden)"),
+        ("b_expand", b_expand, "(C,)"),
+        meanings={"C": "number of channels"},
+    )
+
+    def shared_mlp(pooled: torch.Tensor) -> torch.Tensor:  # MLP(p) = W_e ReLU(W_r p + b_r) + b_e
+        return torch.relu(pooled @ W_reduce.T + b_reduce) @ W_expand.T + b_expand
+
+    average = features.mean(dim=(2, 3))  # mean_{h,w} F: (B, C)
+    maximum = features.amax(dim=(2, 3))  # max_{h,w} F: (B, C)
+    return torch.sigmoid(shared_mlp(average) + shared_mlp(maximum))  # e = σ(MLP(avg) + MLP(max))
 
 
 def cbam_spatial_attention(
@@ -97,8 +134,8 @@ def pixel_self_attention(
     return output.transpose(1, 2).reshape(batch, -1, height, width), weights
 
 
-class SqueezeExcitation(nn.Module):
-    """:func:`squeeze_excitation` with learned weights; forward returns (scaled x, weights (B, C))."""
+class _ChannelBottleneck(nn.Module):
+    """The two layers SE and CBAM's channel attention share: C -> C // reduction -> C."""
 
     def __init__(self, channels: int, reduction: int = 2):
         super().__init__()
@@ -108,9 +145,23 @@ class SqueezeExcitation(nn.Module):
         self.reduce = nn.Linear(channels, hidden)  # W_r, b_r
         self.expand = nn.Linear(hidden, channels)  # W_e, b_e
 
+
+class SqueezeExcitation(_ChannelBottleneck):
+    """:func:`squeeze_excitation` with learned weights; forward returns (scaled x, weights (B, C))."""
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         reduce, expand = self.reduce, self.expand
         return squeeze_excitation(x, reduce.weight, reduce.bias, expand.weight, expand.bias)
+
+
+class ChannelAttention(_ChannelBottleneck):
+    """:func:`cbam_channel_weights` with a learned shared MLP; forward returns the weights (B, C)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        reduce, expand = self.reduce, self.expand
+        return cbam_channel_weights(
+            features, reduce.weight, reduce.bias, expand.weight, expand.bias
+        )
 
 
 class SpatialAttention(nn.Module):
@@ -142,6 +193,22 @@ class PixelSelfAttention(nn.Module):
         return pixel_self_attention(x, self.query.weight, self.key.weight, self.value.weight)
 
 
+class SelfAttentionBlock(nn.Module):
+    """SAGAN's block: y = γ · o + x with o = :func:`pixel_self_attention` of x and γ starting at 0.
+
+    forward(x (B, C, H, W)) returns (y (B, C, H, W), weights (B, n, n)).
+    """
+
+    def __init__(self, channels: int, key_dim: int):
+        super().__init__()
+        self.attention = PixelSelfAttention(channels, key_dim)  # o: C_v = C, so o adds to x
+        self.gamma = nn.Parameter(torch.zeros(()))  # γ = 0: the block starts as the identity
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        attended, weights = self.attention(x)  # o, α
+        return self.gamma * attended + x, weights  # y = γ · o + x
+
+
 def receptive_field(
     layer: Callable[[torch.Tensor], torch.Tensor],
     channels: int,
@@ -170,9 +237,12 @@ def receptive_field(
 
 
 __all__ = [
+    "ChannelAttention",
     "PixelSelfAttention",
+    "SelfAttentionBlock",
     "SpatialAttention",
     "SqueezeExcitation",
+    "cbam_channel_weights",
     "cbam_spatial_attention",
     "pixel_self_attention",
     "receptive_field",

@@ -17,6 +17,8 @@ from course_utils.ntm_addressing import (
     HeadParameters,
     address_sequence,
     ntm_interpolate,
+    ntm_read,
+    ntm_write,
     slot_cosine,
 )
 from course_utils.pointer_network import (
@@ -98,6 +100,64 @@ def test_interpolation_gate_picks_content_or_previous():
     torch.testing.assert_close(ntm_interpolate(content, previous, 1.0), content)
     torch.testing.assert_close(ntm_interpolate(content, previous, 0.0), previous)
     torch.testing.assert_close(ntm_interpolate(content, previous, 0.25), torch.tensor([0.25, 0.75]))
+
+
+def _write_inputs(seed: int, batch: int = 3, slots: int = 6, width: int = 4):
+    generator = torch.Generator().manual_seed(seed)
+    memory = torch.randn(batch, slots, width, generator=generator, dtype=torch.float64)
+    weights = torch.randn(batch, slots, generator=generator, dtype=torch.float64).softmax(-1)
+    erase = torch.rand(batch, width, generator=generator, dtype=torch.float64)
+    add = torch.randn(batch, width, generator=generator, dtype=torch.float64)
+    return memory, weights, erase, add
+
+
+def test_write_is_erase_then_add_slot_by_slot_as_graves_eqs_3_and_4():
+    memory, weights, erase, add = _write_inputs(0)
+    expected = memory.clone()
+    for b in range(memory.shape[0]):
+        for i in range(memory.shape[1]):
+            erased = memory[b, i] * (1 - weights[b, i] * erase[b])  # eq. 3
+            expected[b, i] = erased + weights[b, i] * add[b]  # eq. 4
+    before = memory.clone()
+    torch.testing.assert_close(ntm_write(memory, weights, erase, add), expected)
+    assert torch.equal(memory, before)  # a new memory; the old one is untouched
+
+
+def test_a_one_hot_full_erase_overwrites_one_slot_and_reading_it_returns_what_was_written():
+    memory, _, _, add = _write_inputs(1, batch=2)
+    weights = torch.zeros(2, 6, dtype=torch.float64)
+    weights[0, 4], weights[1, 0] = 1.0, 1.0
+    written = ntm_write(memory, weights, torch.ones(2, 4, dtype=torch.float64), add)
+    assert torch.equal(ntm_read(written, weights), add)
+    untouched = weights == 0
+    assert torch.equal(written[untouched], memory[untouched])
+
+
+def test_write_takes_any_leading_shape_and_read_is_the_weighted_sum_of_slots():
+    memory, weights, erase, add = _write_inputs(2, batch=6)
+    shaped = [t.reshape(2, 3, *t.shape[1:]) for t in (memory, weights, erase, add)]
+    torch.testing.assert_close(
+        ntm_write(*shaped).reshape(6, 6, 4), ntm_write(memory, weights, erase, add)
+    )
+    torch.testing.assert_close(
+        ntm_read(memory, weights), torch.einsum("bn,bnm->bm", weights, memory)
+    )
+    single = ntm_write(memory[0], weights[0], erase[0], add[0])
+    torch.testing.assert_close(single, ntm_write(memory, weights, erase, add)[0])
+
+
+def test_write_bad_input_names_the_argument():
+    memory, weights, erase, add = _write_inputs(3)
+    with pytest.raises(ValueError, match="erase has M=3 but memory has M=4"):
+        ntm_write(memory, weights, erase[:, :3], add)
+    with pytest.raises(ValueError, match=r"weights have batch=\(2,\) but memory has batch=\(3,\)"):
+        ntm_write(memory, weights[:2], erase, add)
+    with pytest.raises(TypeError, match="add must be a floating-point tensor"):
+        ntm_write(memory, weights, erase, add.long())
+    with pytest.raises(
+        ValueError, match=r"weights have batch=\(3, 6\) but memory has batch=\(3,\)"
+    ):
+        ntm_read(memory, weights[..., None])
 
 
 def test_bad_input_names_the_argument():

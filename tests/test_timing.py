@@ -99,3 +99,15 @@ def test_a_linear_and_a_quadratic_cost_are_told_apart():
     )
     assert power_law_exponent(sizes, seconds["linear"]) < 1.5
     assert power_law_exponent(sizes, seconds["quadratic"]) > 1.5
+
+
+def test_interleaved_seconds_times_on_one_thread_and_restores_the_count():
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        interleaved_seconds({"a": [lambda: seen.append(torch.get_num_threads())]}, rounds=2)
+        assert seen[1:] == [1, 1]  # the warm-up may run on any count; the timed calls on one
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -12,12 +12,20 @@ import math
 import pytest
 import torch
 
-from course_utils.perceiver import attention_costs, perceiver_cross_attention
+from course_utils.perceiver import (
+    PerceiverEncoder,
+    attention_costs,
+    encoder_seconds,
+    perceiver_cross_attention,
+)
 from course_utils.synthetic_images import ChannelObjectTask, inside_boxes
 from course_utils.vision_attention import (
+    ChannelAttention,
     PixelSelfAttention,
+    SelfAttentionBlock,
     SpatialAttention,
     SqueezeExcitation,
+    cbam_channel_weights,
     cbam_spatial_attention,
     pixel_self_attention,
     receptive_field,
@@ -25,7 +33,9 @@ from course_utils.vision_attention import (
 )
 from course_utils.vision_classifier import (
     ChannelSpatialClassifier,
+    SelfAttentionClassifier,
     evaluate_classifier,
+    held_out_accuracy,
     train_classifier,
 )
 
@@ -77,6 +87,55 @@ def test_se_errors_name_the_argument():
 
 # --------------------------------------------------------------------------------------------------
 # CBAM's spatial attention
+
+
+def test_cbam_channel_weights_match_eq_2_channel_by_channel():
+    features = randn(3, 4, 5, 6)
+    W_r, b_r, W_e, b_e = (
+        randn(2, 4, seed=1),
+        randn(2, seed=2),
+        randn(4, 2, seed=3),
+        randn(4, seed=4),
+    )
+    weights = cbam_channel_weights(features, W_r, b_r, W_e, b_e)
+    for b in range(3):
+        average = torch.tensor([features[b, c].mean() for c in range(4)], dtype=torch.float64)
+        maximum = torch.tensor([features[b, c].max() for c in range(4)], dtype=torch.float64)
+        mlp = [W_e @ torch.relu(W_r @ pooled + b_r) + b_e for pooled in (average, maximum)]
+        torch.testing.assert_close(weights[b], torch.sigmoid(mlp[0] + mlp[1]))
+    assert weights.shape == (3, 4) and ((weights > 0) & (weights < 1)).all()
+
+
+def test_cbam_channel_weights_see_the_max_that_se_cannot():
+    spread = torch.full((1, 2, 4, 4), 0.25, dtype=torch.float64)
+    spot = spread.clone()
+    spot[0, 0], spot[0, 0, 2, 2] = 0.0, 4.0  # the same mean, all at one position
+    features = torch.cat([spread, spot])
+    # W_r > 0 and b_r = 0: the hidden units are active, so the max reaches the output
+    parameters = (
+        randn(2, 2, seed=5).abs(),
+        torch.zeros(2, dtype=torch.float64),
+        randn(2, 2, seed=7),
+        randn(2, seed=8),
+    )
+    _, se_weights = squeeze_excitation(features, *parameters)
+    cbam_weights = cbam_channel_weights(features, *parameters)
+    assert torch.equal(se_weights[0], se_weights[1])
+    assert not torch.allclose(cbam_weights[0], cbam_weights[1])
+
+
+def test_cbam_channel_module_and_errors():
+    module = ChannelAttention(4, reduction=2).double()
+    features = randn(2, 4, 3, 3)
+    reduce, expand = module.reduce, module.expand
+    torch.testing.assert_close(
+        module(features),
+        cbam_channel_weights(features, reduce.weight, reduce.bias, expand.weight, expand.bias),
+    )
+    with pytest.raises(ValueError, match="W_expand has C=3 but features have C=4"):
+        cbam_channel_weights(features, randn(2, 4), randn(2), randn(3, 2), randn(3))
+    with pytest.raises(ValueError, match=r"features must have shape \(B, C, H, W\)"):
+        cbam_channel_weights(randn(4, 3, 3), randn(2, 4), randn(2), randn(4, 2), randn(4))
 
 
 def test_spatial_map_matches_its_formula_pixel_by_pixel():
@@ -142,6 +201,18 @@ def test_pixel_self_attention_module_and_errors():
         pixel_self_attention(x, randn(2, 4), randn(3, 4), randn(4, 4))
 
 
+def test_sagan_block_is_the_identity_at_first_and_gamma_times_o_plus_x_after():
+    block = SelfAttentionBlock(4, key_dim=2).double()
+    x = randn(2, 4, 3, 5)
+    assert block.gamma.item() == 0.0 and torch.equal(block(x)[0], x)
+    with torch.no_grad():
+        block.gamma.fill_(0.7)
+    attended, weights = block.attention(x)
+    output, block_weights = block(x)
+    torch.testing.assert_close(output, 0.7 * attended + x)
+    assert torch.equal(weights, block_weights) and weights.shape == (2, 15, 15)
+
+
 def test_receptive_fields_of_a_3x3_conv_and_of_pixel_attention():
     conv = torch.nn.Conv2d(2, 2, 3, padding=1).double()
     attention = PixelSelfAttention(2, key_dim=2).double()
@@ -181,6 +252,36 @@ def test_perceiver_errors_name_the_argument():
         perceiver_cross_attention(
             randn(3, 4), randn(2, 6, 5), randn(2, 4), randn(2, 4), randn(2, 4)
         )
+
+
+def test_perceiver_encoder_reads_twice_with_a_latent_tower_between():
+    encoder = PerceiverEncoder(width=8, latent_count=4, reads=3, latent_layers=2, heads=2).double()
+    inputs = randn(2, 11, 8)
+    latents, read_weights = encoder(inputs)
+    assert latents.shape == (2, 4, 8) and [w.shape for w in read_weights] == [(2, 2, 4, 11)] * 3
+    for weights in read_weights:
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 4, dtype=torch.float64))
+    # the same computation, written out: read, tower, read with the shared weights, tower, …
+    z = encoder.latents.expand(2, -1, -1)
+    for read in range(3):
+        z, _ = (encoder.first_read if read == 0 else encoder.later_read)(z, inputs)
+        for block in encoder.towers[read]:
+            z, _ = block(z)
+    torch.testing.assert_close(latents, z)
+    # every input is read: changing the last input changes the latents
+    changed = inputs.clone()
+    changed[:, -1] = randn(2, 8, seed=9)
+    assert not torch.allclose(encoder(changed)[0], latents)
+
+
+def test_perceiver_encoder_errors_and_timing():
+    encoder = PerceiverEncoder(width=8, latent_count=4, seed=1)
+    with pytest.raises(ValueError, match=r"inputs must have shape \(B, n, D=8\)"):
+        encoder(torch.randn(1, 5, 6))
+    with pytest.raises(ValueError, match="reads must be a positive int"):
+        PerceiverEncoder(width=8, latent_count=4, reads=0)
+    seconds = encoder_seconds(encoder, [16, 32], rounds=2)
+    assert seconds.shape == (2, 2) and (seconds > 0).all()
 
 
 def test_attention_costs_count_the_weight_bytes_and_time_every_round():
@@ -234,3 +335,22 @@ def test_classifier_trains_and_reports_what_it_attends_to():
     report = evaluate_classifier(model, task, count=16, seed=2)
     assert 0 <= report["accuracy"] <= 1 and 0 <= report["peak_in_box"] <= 1
     assert report["channel_weights"].shape == (3,)
+    assert report["accuracy"] == held_out_accuracy(model, task, count=16, seed=2)
+
+
+def test_sagan_classifier_trains_and_gamma_can_be_watched():
+    task = ChannelObjectTask(channels=3, size=6, object_size=2, informative=0)
+    torch.manual_seed(0)
+    model = SelfAttentionClassifier(task.channels, features=4, key_dim=2)
+    gammas = []
+    losses = train_classifier(
+        model,
+        task,
+        steps=4,
+        seed=0,
+        batch_size=8,
+        before_each_step=lambda: gammas.append(model.attention.gamma.item()),
+    )
+    assert len(losses) == 4 and len(gammas) == 4 and gammas[0] == 0.0 and gammas[-1] != 0.0
+    logits, weights = model(task.batch(5, torch.Generator().manual_seed(1))[0])
+    assert logits.shape == (5, 2) and weights.shape == (5, 36, 36)

@@ -3,8 +3,10 @@
 A notebook that claims "linear in n" or "quadratic in n" compares times at different n. Two things
 make a naive measurement of that growth flaky on a shared 2-core machine:
 
-* other programs: on the CPU the clock is this process's own CPU time (torch runs on the course's one
-  thread), so time spent running other programs is not counted. What they still disturb (a shared
+* other programs: on the CPU the clock is this process's own CPU time, and :func:`interleaved_seconds`
+  runs torch on one thread while it times (restoring the caller's count after): the CPU time of
+  several threads also counts their waiting for each other, which a busy machine inflates at random.
+  So time spent running other programs is not counted. What they still disturb (a shared
   physical core, caches, memory bandwidth) comes in bursts;
 * bursts: a burst that hits the measurement at 4n and not the one at n changes their ratio. So every
   round times every size once, back to back (:func:`interleaved_seconds`), the growth is measured
@@ -56,7 +58,7 @@ def interleaved_seconds(
     calls: Mapping[str, int] | int = 1,
     device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Time every function of every name once per round, all sizes back to back.
+    """Time every function of every name once per round, all sizes back to back, on one thread.
 
     ``functions[name][i]`` runs the computation ``name`` at the i-th size; ``calls`` is how many
     calls one timing averages (per name, or one number for all: give fast functions more). Every
@@ -82,12 +84,19 @@ def interleaved_seconds(
         name: torch.zeros(rounds, len(sized), dtype=torch.float64)
         for name, sized in functions.items()
     }
-    for round_index in range(rounds):
-        for name, sized in functions.items():
-            for size_index, function in enumerate(sized):
-                seconds[name][round_index, size_index] = seconds_per_call(
-                    function, calls_by_name[name], device
-                )
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    threads = torch.get_num_threads()
+    if not on_cuda:
+        torch.set_num_threads(1)  # CPU time of one thread: the work, not the waiting
+    try:
+        for round_index in range(rounds):
+            for name, sized in functions.items():
+                for size_index, function in enumerate(sized):
+                    seconds[name][round_index, size_index] = seconds_per_call(
+                        function, calls_by_name[name], device
+                    )
+    finally:
+        torch.set_num_threads(threads)
     return seconds
 
 
