@@ -13,6 +13,13 @@ most away. The saving comes from never computing them. :func:`banded_flash_atten
 attention of notebook 07 (``course_utils.flash``) visiting only the tiles that touch the band:
 for a query block, the key blocks from the one holding its oldest visible key up to the diagonal,
 a number that depends on w and the block size but not on n.
+
+Attention sinks (Xiao et al., 2024, "StreamingLLM"): a window that also keeps the first s positions,
+
+    M_ij = (j <= i) and (i − w < j or j < s)          :func:`sink_window_mask`
+
+because trained language models park much of their attention on the first tokens, whatever they
+hold; evicting them from the cache changes every later softmax (notebook 13).
 """
 
 from __future__ import annotations
@@ -41,6 +48,28 @@ def sliding_window_mask(
     require_positive_int("n", n)
     require_positive_int("window", window, "how many keys each query sees, itself included")
     return band_mask(0, n, 0, n, window, device)
+
+
+def sink_window_mask(
+    n: int, window: int, sinks: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """(n, n) bool: the sliding window plus the first ``sinks`` positions (StreamingLLM's cache).
+
+    Query i may attend key j iff j <= i and (i − window < j or j < sinks): the window of
+    :func:`sliding_window_mask`, and the attention sinks (Xiao et al., 2024), kept for every later
+    query. ``sinks = 0`` gives the plain window.
+    """
+    require_positive_int("n", n)
+    require_positive_int("window", window, "how many recent keys each query sees, itself included")
+    if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
+        raise ValueError(
+            f"sinks must be an int >= 0 (how many first positions stay), got {sinks!r}"
+        )
+    query_positions = torch.arange(n, device=device)[:, None]  # i
+    key_positions = torch.arange(n, device=device)[None, :]  # j
+    is_sink = key_positions < sinks  # j < sinks: the first tokens, kept
+    in_window = key_positions > query_positions - window  # i − window < j
+    return (key_positions <= query_positions) & (in_window | is_sink)  # never the future
 
 
 def band_mask(q_start: int, q_stop: int, k_start: int, k_stop: int, window: int, device=None):
@@ -139,5 +168,6 @@ __all__ = [
     "band_tile_kind",
     "banded_flash_attention",
     "merge_tile",
+    "sink_window_mask",
     "sliding_window_mask",
 ]

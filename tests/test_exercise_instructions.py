@@ -1,4 +1,4 @@
-"""Every notebook (01–12), read by a learner: every exercise says what it may not call, and leaves
+"""Every notebook (01–13), read by a learner: every exercise says what it may not call, and leaves
 the formula to the theory cell.
 
 * each exercise's docstring ends with a "Forbidden (scores 0): …" paragraph naming every call its
@@ -72,7 +72,7 @@ def notebook_cells(notebook: str) -> list[dict]:
 
 
 def test_every_notebook_has_its_exercises():
-    assert len(NOTEBOOKS) == 12
+    assert len(NOTEBOOKS) == 13
     assert {exercise.notebook for exercise in EXERCISES} == set(NOTEBOOKS)
     assert len(EXERCISES) == len(all_exercises())
 

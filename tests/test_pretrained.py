@@ -6,13 +6,19 @@ import pytest
 import torch
 
 from course_utils import seq2seq
+from course_utils.attention_sinks import streaming_loss
+from course_utils.length_extrapolation import LatestSignalTask, accuracy_by_length
 from course_utils.pretrained import (
     BAHDANAU_CONFIG,
     BAHDANAU_PATH,
     load_pretrained_bahdanau,
     load_pretrained_no_positions,
+    load_pretrained_streaming_decoder,
     load_pretrained_transformer,
 )
+from course_utils.streaming_decoder import RECIPE as STREAMING_RECIPE
+from course_utils.streaming_decoder import load_streaming_decoder, save_streaming_decoder
+from course_utils.tiny_decoder import TinyDecoder
 from course_utils.transformer import as_seq2seq
 from course_utils.transformer_training import (
     RECIPE,
@@ -61,5 +67,27 @@ def test_save_and_load_round_trip(tmp_path, data):
     assert not loaded.use_positions
     for (name, ours), (_, theirs) in zip(
         network.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert torch.equal(ours, theirs), name
+
+
+def test_the_streaming_decoder_is_notebook_13s_and_streams_through_a_window():
+    model = load_pretrained_streaming_decoder()
+    assert model.positions == STREAMING_RECIPE["positions"] and not model.training
+    assert model.settings["layers"] == 1 and model.settings["num_heads"] == 4
+    task = LatestSignalTask()
+    assert accuracy_by_length(model, task, [STREAMING_RECIPE["train_length"]], seed=7)[32] >= 0.9
+    tokens, answers = task.batch(32, 128, torch.Generator().manual_seed(7))
+    assert streaming_loss(model, tokens, answers, 16, 0, start=32) < 1.0
+
+
+def test_streaming_decoder_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = TinyDecoder(16, 9, "rope").eval()
+    save_streaming_decoder(model, tmp_path / "model.pt")
+    loaded = load_streaming_decoder(tmp_path / "model.pt")
+    assert loaded.settings == model.settings
+    for (name, ours), (_, theirs) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
     ):
         assert torch.equal(ours, theirs), name

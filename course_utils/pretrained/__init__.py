@@ -19,6 +19,12 @@ command, given here, on a 2-core CPU.
       python -m course_utils.transformer_training --no-positions \\
           --out course_utils/pretrained/transformer_no_positions.pt
 
+* ``streaming_decoder.pt`` — notebook 13's streaming decoder: notebook 09's tiny RoPE decoder trained on the
+  latest-signal task by ``course_utils.streaming_decoder.RECIPE`` (a few seconds; notebook 13's claims were
+  decided over seeds 0–4 of this command)::
+
+      COURSE_THREADS=1 python -m course_utils.streaming_decoder --out course_utils/pretrained/streaming_decoder.pt
+
 ``tests/test_pretrained.py`` checks that each loads and is the model its command describes.
 """
 
@@ -28,6 +34,8 @@ from pathlib import Path
 
 from course_utils.seq2seq.data import TranslationData
 from course_utils.seq2seq.model import Seq2Seq, load_model
+from course_utils.streaming_decoder import load_streaming_decoder
+from course_utils.tiny_decoder import TinyDecoder
 from course_utils.transformer import Seq2SeqTransformer
 from course_utils.transformer_training import load_transformer
 
@@ -36,6 +44,7 @@ BAHDANAU_PATH = HERE / "bahdanau.pt"
 BAHDANAU_CONFIG = {"kind": "bahdanau", "embed_dim": 48, "hidden_dim": 48, "attention_dim": 48}
 TRANSFORMER_PATH = HERE / "transformer.pt"
 NO_POSITIONS_PATH = HERE / "transformer_no_positions.pt"
+STREAMING_DECODER_PATH = HERE / "streaming_decoder.pt"
 
 
 def load_pretrained_bahdanau(map_location="cpu") -> Seq2Seq:
@@ -51,3 +60,8 @@ def load_pretrained_transformer(data: TranslationData, map_location="cpu") -> Se
 def load_pretrained_no_positions(data: TranslationData, map_location="cpu") -> Seq2SeqTransformer:
     """Notebook 08's ablation: its Transformer trained without positional encodings."""
     return load_transformer(NO_POSITIONS_PATH, data, map_location=map_location)
+
+
+def load_pretrained_streaming_decoder(map_location="cpu") -> TinyDecoder:
+    """Notebook 13's streaming decoder, as trained by the command above, in evaluation mode."""
+    return load_streaming_decoder(STREAMING_DECODER_PATH, map_location=map_location)
