@@ -1,4 +1,4 @@
-"""Recompute every seed range that the prose of notebooks 08–12 quotes, and say whether it still holds.
+"""Recompute every seed range that the prose of notebooks 08–13 quotes, and say whether it still holds.
 
     python -m course_utils.benchmark.seed_ranges                    # every range (about half an hour)
     python -m course_utils.benchmark.seed_ranges --only 11 12-copy  # by notebook, or by range id
@@ -283,6 +283,44 @@ def _ntm_copy() -> Figures:
     return {"largest relative error": errors, "reads in order (1 = yes)": in_order}
 
 
+# --------------------------------------------------------------------------------------------------
+# 13: attention sinks on notebook 09's decoder, streamed past its window
+
+
+def _attention_sinks() -> Figures:
+    from course_utils.attention_sinks import (
+        attention_on_first_keys,
+        streaming_loss,
+        streaming_run,
+        uniform_share_of_first_keys,
+    )
+    from course_utils.length_extrapolation import LatestSignalTask
+    from course_utils.streaming_decoder import train_streaming_decoder
+
+    task, figures = LatestSignalTask(), {}
+    tokens, answers = task.batch(64, 128, torch.Generator().manual_seed(1000))
+    short_tokens, _ = task.batch(64, 32, torch.Generator().manual_seed(2000))
+    for seed in range(5):
+        model = train_streaming_decoder(seed)
+        losses = {
+            name: streaming_loss(model, tokens, answers, window, sinks, start=32)
+            for name, (window, sinks) in {
+                "full attention": (128, 0),
+                "window": (16, 0),
+                "window + sinks": (16, 4),
+            }.items()
+        }
+        for name, loss in losses.items():
+            figures.setdefault(f"loss, {name}", []).append(loss)
+        lowered = losses["window"] - losses["window + sinks"]
+        figures.setdefault("sinks lowered the loss by", []).append(lowered)
+        _, (weights,) = streaming_run(model, short_tokens, 32, 0)
+        share = attention_on_first_keys(weights, first=1, start=8)
+        figures.setdefault("first token's share of attention", []).append(share)
+    figures["an even spread's share"] = [uniform_share_of_first_keys(32, first=1, start=8)]
+    return figures
+
+
 QUOTED_RANGES = (
     QuotedRange(
         "08-accuracy",
@@ -408,6 +446,22 @@ QUOTED_RANGES = (
         {"largest relative error": (None, 0.013), "reads in order (1 = yes)": (1, 1)},
         3,
         _ntm_copy,
+    ),
+    QuotedRange(
+        "13-sinks",
+        "13",
+        "training seeds 0–4: full attention 3.50–3.98, window 0.18–0.39, window + sinks 0.15–0.36; "
+        "the sinks lowered the loss by 0.02–0.05; first token's share 0.016–0.027 against 0.056",
+        {
+            "loss, full attention": (3.50, 3.98),
+            "loss, window": (0.18, 0.39),
+            "loss, window + sinks": (0.15, 0.36),
+            "sinks lowered the loss by": (0.02, 0.05),
+            "first token's share of attention": (0.016, 0.027),
+            "an even spread's share": (0.056, 0.056),
+        },
+        {"first token's share of attention": 3, "an even spread's share": 3},
+        _attention_sinks,
     ),
 )
 
