@@ -66,7 +66,12 @@ def _transformer_runs(seeds: range) -> list[tuple[float, torch.Tensor]]:
 def _transformer_accuracy_on_every_kernel_set() -> Figures:
     accuracies = []
     for kernel_set in ("default", "avx2", "native"):
-        command = [sys.executable, "-m", __name__, "--transformer-accuracy-here"]
+        command = [
+            sys.executable,
+            "-m",
+            "course_utils.benchmark.seed_ranges",
+            "--transformer-accuracy-here",
+        ]
         result = subprocess.run(
             command,
             env=environment(kernel_set, threads=2),
