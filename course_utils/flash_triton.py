@@ -1,16 +1,20 @@
-"""Optional: the flash attention forward pass as one fused Triton GPU kernel.
+"""Optional: flash attention as fused Triton GPU kernels, forward and backward.
 
 This module always imports, so that a notebook can ask whether the kernel can run here; the
-kernel itself is defined only when the ``triton`` package is installed, and it runs only on a
-CUDA GPU. Elsewhere :func:`unavailable_reason` says why, and :func:`triton_flash_attention`
+kernels themselves are defined only when the ``triton`` package is installed, and they run only on
+a CUDA GPU. Elsewhere :func:`unavailable_reason` says why, and :func:`triton_flash_attention`
 raises a ``RuntimeError`` with that reason. Without a GPU, :func:`run_in_interpreter` still runs
-the kernel, in Triton's CPU interpreter (slow, small sizes only), and compares it with torch's
-SDPA; :func:`kernel_loop_source` is the kernel's inner loop as it stands in this file.
+the kernels, in Triton's CPU interpreter (slow, small sizes only), and compares the output with
+torch's SDPA and the gradients with float64 autograd; :func:`kernel_loop_source` and
+:func:`kernel_source` are the kernels' code as it stands in the files.
 
-One program instance handles one block of BLOCK_Q queries of one (batch, head): it loads the
-query block once into on-chip memory (SRAM / registers) and streams key and value blocks past it
-with the online softmax, exactly like ``course_utils.flash`` does with torch operations — but
-scores never leave the chip, which is the whole point of flash attention on a GPU.
+One program instance of the forward kernel handles one block of BLOCK_Q queries of one
+(batch, head): it loads the query block once into on-chip memory (SRAM / registers) and streams key
+and value blocks past it with the online softmax, exactly like ``course_utils.flash`` does with
+torch operations — but scores never leave the chip, which is the whole point of flash attention on
+a GPU. Besides the output it saves one number per query row, the log-sum-exp L = m + log l (in base
+2), from which the backward kernels (``course_utils.flash_triton_backward``, two kernels, no
+atomics: its docstring says why) recompute the probabilities tile by tile.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import textwrap
 
 import torch
 
+from course_utils.flash_triton_backward import LOG2_E, triton_flash_backward
+
 try:  # the kernel exists only where triton does
     import triton
     import triton.language as tl
@@ -35,7 +41,6 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 TRITON_AVAILABLE = triton is not None
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
-_LOG2_E = 1.4426950408889634  # exp(x) = 2^(x · log2 e): exp2 is the fast path on GPUs
 
 
 def _interpreting() -> bool:
@@ -70,6 +75,7 @@ if TRITON_AVAILABLE:
         K,
         V,
         Out,
+        LSE2,
         stride_q_batch,
         stride_q_row,
         stride_k_batch,
@@ -138,6 +144,60 @@ if TRITON_AVAILABLE:
             acc.to(Out.dtype.element_ty),
             mask=row_ok,
         )
+        # L·log2 e = m + log2 l: the log-sum-exp in base 2, all the backward pass needs of P
+        tl.store(LSE2 + batch_head * n_q + rows, row_max + tl.log2(row_sum), mask=rows < n_q)
+
+
+def _triton_forward(queries, keys, values, causal: bool, block_q: int, block_k: int):
+    """Launch the forward kernel on (B·H, n, d) tensors; returns out and L·log2 e (B·H, n_q)."""
+    n_q, n_k, head_dim = queries.shape[-2], keys.shape[-2], queries.shape[-1]
+    out = torch.zeros_like(queries)  # no keys at all: a zero output
+    lse_log2 = torch.full(queries.shape[:-1], -math.inf, device=queries.device)
+    if n_q == 0 or n_k == 0:
+        return out, lse_log2
+    grid = (triton.cdiv(n_q, block_q), queries.shape[0])
+    _flash_forward_kernel[grid](
+        queries,
+        keys,
+        values,
+        out,
+        lse_log2,
+        queries.stride(0),
+        queries.stride(1),
+        keys.stride(0),
+        keys.stride(1),
+        values.stride(0),
+        values.stride(1),
+        out.stride(0),
+        out.stride(1),
+        n_q,
+        n_k,
+        LOG2_E / math.sqrt(head_dim),
+        HEAD_DIM=head_dim,
+        BLOCK_Q=block_q,
+        BLOCK_K=block_k,
+        CAUSAL=causal,
+        PRECISION="ieee" if queries.dtype == torch.float32 else "tf32",
+    )
+    return out, lse_log2
+
+
+class _TritonFlashAttention(torch.autograd.Function):
+    """Saves q, k, v, the output and one log-sum-exp per row: O(n · d), never O(n²)."""
+
+    @staticmethod
+    def forward(ctx, queries, keys, values, causal, block_q, block_k):
+        out, lse_log2 = _triton_forward(queries, keys, values, causal, block_q, block_k)
+        ctx.save_for_backward(queries, keys, values, out, lse_log2)
+        ctx.settings = (causal, block_q, block_k)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        queries, keys, values, out, lse_log2 = ctx.saved_tensors
+        grads = triton_flash_backward(queries, keys, values, out, lse_log2, grad_out, *ctx.settings)
+        return (*grads, None, None, None)
 
 
 def triton_flash_attention(
@@ -148,8 +208,9 @@ def triton_flash_attention(
     block_q: int | None = None,
     block_k: int | None = None,
 ) -> torch.Tensor:
-    """Forward-only fused flash attention on the GPU: q, k, v (..., n, d) with d in 16/32/64/128.
+    """Fused flash attention on the GPU, forward and backward: q, k, v (..., n, d), d in 16/32/64/128.
 
+    Differentiable: the backward kernels recompute the probabilities from the saved log-sum-exp.
     ``block_q`` and ``block_k`` (default 64) are powers of two >= 16 (``flash.tile_sizes``).
 
     float32 inputs use full-precision (IEEE) dot products, not TF32, so the result matches
@@ -167,35 +228,9 @@ def triton_flash_attention(
             f"the Triton kernel needs d = d_v in {SUPPORTED_HEAD_DIMS}, got q {tuple(q.shape)} "
             f"and v {tuple(v.shape)}; use course_utils.flash.flash_attention instead"
         )
+    # (B·H, n, d), contiguous: the layout the kernels address
     queries, keys, values = (t.reshape(-1, t.shape[-2], head_dim).contiguous() for t in (q, k, v))
-    out = torch.empty_like(queries)
-    if n_q == 0:
-        return out.reshape(q.shape)
-    if n_k == 0:
-        return out.zero_().reshape(q.shape)
-    grid = (triton.cdiv(n_q, block_q), queries.shape[0])
-    _flash_forward_kernel[grid](
-        queries,
-        keys,
-        values,
-        out,
-        queries.stride(0),
-        queries.stride(1),
-        keys.stride(0),
-        keys.stride(1),
-        values.stride(0),
-        values.stride(1),
-        out.stride(0),
-        out.stride(1),
-        n_q,
-        n_k,
-        _LOG2_E / math.sqrt(head_dim),
-        HEAD_DIM=head_dim,
-        BLOCK_Q=block_q,
-        BLOCK_K=block_k,
-        CAUSAL=causal,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-    )
+    out = _TritonFlashAttention.apply(queries, keys, values, causal, block_q, block_k)
     return out.reshape(q.shape)
 
 
