@@ -243,19 +243,34 @@ def compare_with_sdpa(
     dtype: torch.dtype = torch.float32,
     repeats: int = 20,
 ) -> dict[str, float]:
-    """Max abs difference to torch SDPA and the median milliseconds of both, on the GPU."""
+    """On the GPU: max |triton − SDPA| of the output and of dQ, dK, dV, and the median milliseconds
+    of both, forward and forward+backward."""
     require_triton("cuda")
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (
-        torch.randn(batch, heads, n, dim, generator=generator).to("cuda", dtype) for _ in range(3)
+    q, k, v, grad_out = (
+        torch.randn(batch, heads, n, dim, generator=generator).to("cuda", dtype) for _ in range(4)
     )
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    error = (triton_flash_attention(q, k, v, causal) - sdpa(q, k, v, is_causal=causal)).abs().max()
-    return {
-        "max_abs_error": float(error),
-        "triton_ms": _median_ms(lambda: triton_flash_attention(q, k, v, causal), repeats),
-        "sdpa_ms": _median_ms(lambda: sdpa(q, k, v, is_causal=causal), repeats),
-    }
+    results = {}
+    for name, attention in (
+        ("triton", lambda a, b, c: triton_flash_attention(a, b, c, causal)),
+        ("sdpa", lambda a, b, c: sdpa(a, b, c, is_causal=causal)),
+    ):
+        inputs = [tensor.clone().requires_grad_(True) for tensor in (q, k, v)]
+        out = attention(*inputs)
+        out.backward(grad_out)
+        results[name] = (out.detach(), *(tensor.grad for tensor in inputs))
+
+        def forward_and_backward(attention=attention, inputs=inputs):
+            attention(*inputs).backward(grad_out)
+
+        results[f"{name}_ms"] = _median_ms(lambda attention=attention: attention(q, k, v), repeats)
+        results[f"{name}_backward_ms"] = _median_ms(forward_and_backward, repeats)
+    differences = [
+        (mine - theirs).abs().max().item()
+        for mine, theirs in zip(results.pop("triton"), results.pop("sdpa"), strict=True)
+    ]
+    return {"max_abs_error": differences[0], "max_grad_error": max(differences[1:])} | results
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -271,24 +286,48 @@ def _median_ms(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def kernel_loop_source() -> str:
-    """The kernel's loop over key blocks, read from this file (no triton needed to read it)."""
-    module_source = inspect.getsource(sys.modules[__name__])
+def _function_node(module_name: str, name: str) -> tuple[str, ast.FunctionDef]:
+    """The source of ``module_name`` and the ``def`` of ``name`` in it (read, not imported by triton)."""
+    module_source = inspect.getsource(sys.modules[module_name])
     for node in ast.walk(ast.parse(module_source)):
-        if isinstance(node, ast.FunctionDef) and node.name == "_flash_forward_kernel":
-            loop = next(statement for statement in node.body if isinstance(statement, ast.For))
-            return textwrap.dedent(ast.get_source_segment(module_source, loop, padded=True))
-    raise LookupError("_flash_forward_kernel is not in course_utils/flash_triton.py")
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return module_source, node
+    raise LookupError(f"{name} is not in {module_name}")
+
+
+def kernel_source(name: str) -> str:
+    """A kernel's source, as it stands in ``flash_triton`` or ``flash_triton_backward`` (``@triton.jit``
+    and all; no triton needed to read it): ``kernel_source("_flash_backward_dkdv_kernel")``."""
+    for module_name in (__name__, triton_flash_backward.__module__):
+        try:
+            module_source, node = _function_node(module_name, name)
+        except LookupError:
+            continue
+        first_line = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+        lines = module_source.splitlines()[first_line - 1 : node.end_lineno]
+        return textwrap.dedent("\n".join(lines)) + "\n"
+    raise LookupError(f"{name} is in neither course_utils.flash_triton nor its backward module")
+
+
+def kernel_loop_source() -> str:
+    """The forward kernel's loop over key blocks, read from this file (no triton needed to read it)."""
+    module_source, node = _function_node(__name__, "_flash_forward_kernel")
+    loop = next(statement for statement in node.body if isinstance(statement, ast.For))
+    return textwrap.dedent(ast.get_source_segment(module_source, loop, padded=True))
 
 
 def run_in_interpreter(
     n_q: int = 80, n_k: int = 112, heads: int = 2, dim: int = 32, block: int = 32
-) -> dict[str, float]:
-    """Run the kernel in Triton's CPU interpreter; max |kernel − SDPA| (float64) per causal setting.
+) -> dict[str, dict[str, float]]:
+    """Run the kernels in Triton's CPU interpreter, forward and backward, against float64 autograd.
 
-    TRITON_INTERPRET=1 has to be set before triton is imported, so the kernel runs in a fresh
-    Python process. The interpreter executes the kernel block by block with numpy: it checks the
-    kernel's logic (loads, masks, online softmax, causal block skipping, stores), not its speed.
+    Returns, per causal setting, the max |error| of the output (against SDPA in float64) and of
+    dQ, dK and dV (against float64 autograd through naive attention).
+
+    TRITON_INTERPRET=1 has to be set before triton is imported, so the kernels run in a fresh
+    Python process. The interpreter executes a kernel block by block with numpy: it checks the
+    kernels' logic (loads, masks, online softmax, causal block skipping, recomputation from the
+    log-sum-exp, stores), not their speed.
     """
     if not TRITON_AVAILABLE:
         raise RuntimeError(unavailable_reason())
@@ -307,16 +346,25 @@ def run_in_interpreter(
 
 def _compare_in_this_process(n_q: int, n_k: int, heads: int, dim: int, block: int) -> dict:
     """The child of :func:`run_in_interpreter` (run with TRITON_INTERPRET=1)."""
+    from course_utils.flash import naive_attention
+
     generator = torch.Generator().manual_seed(0)
-    q = torch.randn(1, heads, n_q, dim, generator=generator)
+    q, grad_out = (torch.randn(1, heads, n_q, dim, generator=generator) for _ in range(2))
     k, v = (torch.randn(1, heads, n_k, dim, generator=generator) for _ in range(2))
     sdpa = torch.nn.functional.scaled_dot_product_attention
     errors = {}
     for causal in (False, True):
         visible = torch.ones(n_q, n_k, dtype=torch.bool).tril() if causal else None  # top-left
         expected = sdpa(q.double(), k.double(), v.double(), attn_mask=visible)
-        out = triton_flash_attention(q, k, v, causal, block, block)
-        errors[f"causal={causal}"] = (out.double() - expected).abs().max().item()
+        inputs = [tensor.clone().requires_grad_(True) for tensor in (q, k, v)]
+        out = triton_flash_attention(*inputs, causal, block, block)
+        out.backward(grad_out)
+        references = [tensor.double().requires_grad_(True) for tensor in (q, k, v)]
+        naive_attention(*references, causal).backward(grad_out.double())
+        errors[f"causal={causal}"] = {"out": (out.double() - expected).abs().max().item()} | {
+            name: (mine.grad.double() - reference.grad).abs().max().item()
+            for name, mine, reference in zip(("dq", "dk", "dv"), inputs, references, strict=True)
+        }
     return errors
 
 

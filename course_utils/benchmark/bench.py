@@ -11,7 +11,7 @@ Methods: ``naive`` is ``course_utils.flash.naive_attention``, which materialises
 need exceeds ``--memory-cap-mib``); ``tiled`` is the CPU-optimised ``course_utils.flash_fast``;
 ``textbook`` is ``course_utils.flash``, the same algorithm as notebook 07 writes it; ``sdpa`` is
 ``torch.nn.functional.scaled_dot_product_attention``; ``triton`` is ``course_utils.flash_triton``
-(CUDA only, forward only).
+(CUDA only; forward and backward kernels).
 
 Every case — (method, mode, causal, n) — runs in a FRESH child process, so one case's allocations
 cannot hide or inflate another's peak. In the child:
@@ -256,8 +256,6 @@ def skip_reason(case: BenchCase, memory_cap_mib: float) -> str | None:
         if need > memory_cap_mib:
             return f"naive needs >= {need:.0f} MiB (n x n matrices) > --memory-cap-mib {memory_cap_mib:.0f}"
     if case.method == "triton":
-        if case.mode != "forward":
-            return "the Triton kernel is forward-only"
         from course_utils import flash_triton
 
         reason = flash_triton.unavailable_reason(case.device)
