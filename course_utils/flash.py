@@ -23,7 +23,9 @@ This module is the algorithm written to be read beside the notebook, one equatio
 * :func:`flash_attention_forward` — the tiled forward pass, returning (out, lse), with an
   optional callback after every tile (the notebook counts tiles with it, the widget replays them);
 * :func:`flash_attention` — differentiable: the backward pass recomputes each tile's
-  probabilities from the saved log-sum-exp L_i = m_i + log l_i instead of storing them.
+  probabilities from the saved log-sum-exp L_i = m_i + log l_i instead of storing them;
+* :func:`weights_from_lse` (from ``flash_weights``) — the same recomputation for the rows of the
+  weight matrix someone wants to see, which a fused kernel never returns.
 
 ``course_utils.flash_fast`` computes the same thing faster on a CPU (lazy rescaling, a bound that
 skips the row maximum, diagonal strips, reused buffers); it is tested equal to this module, and
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from course_utils.dot_product import check_qkv
+from course_utils.flash_weights import weights_from_lse
 from course_utils.helpers.validation import check_block_size
 
 DEFAULT_BLOCK_Q = 512
@@ -436,4 +439,5 @@ __all__ = [
     "score_gradient",
     "tile_kind",
     "tile_schedule",
+    "weights_from_lse",
 ]
