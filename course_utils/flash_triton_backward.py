@@ -46,18 +46,12 @@ LOG2_E = 1.4426950408889634  # exp(x) = 2^(x · log2 e): exp2 is the fast path o
 if triton is not None:
 
     @triton.jit
-    def _recomputed_probabilities(
-        queries, keys_t, lse_log2, rows, cols, n_q, n_k, scale_log2,
-        CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
-    ):  # fmt: skip
-        """P = exp(S − L) of one tile (zero where masked or past the sequence), in base 2."""
-        # s·log2 e = (q·k / √d) · log2 e
-        scores = tl.dot(queries, keys_t, input_precision=PRECISION) * scale_log2
+    def _visible(rows, cols, n_q, n_k, CAUSAL: tl.constexpr):
+        """(rows, cols) True where query i may attend key j: both exist, and j <= i if causal."""
         visible = (rows[:, None] < n_q) & (cols[None, :] < n_k)
         if CAUSAL:
             visible = visible & (cols[None, :] <= rows[:, None])
-        probabilities = tl.exp2(scores - lse_log2[:, None])  # P = 2^(s·log2 e − L·log2 e)
-        return tl.where(visible, probabilities, 0.0)
+        return visible
 
     @triton.jit
     def _flash_backward_dkdv_kernel(
@@ -88,29 +82,19 @@ if triton is not None:
             upstream = tl.load(GradOut + query_at, mask=row_ok[:, None], other=0.0)  # dO_i
             lse_log2 = tl.load(LSE2 + batch_head * n_q + rows, mask=row_ok, other=0.0)  # L·log2 e
             delta = tl.load(Delta + batch_head * n_q + rows, mask=row_ok, other=0.0)  # D_i
-            probabilities = _recomputed_probabilities(
-                queries,
-                tl.trans(keys),
-                lse_log2,
-                rows,
-                cols,
-                n_q,
-                n_k,
-                scale_log2,
-                CAUSAL,
-                PRECISION,
-            )  # P = exp(S − L)
+            # s·log2 e = (q·k / √d) · log2 e
+            scores = tl.dot(queries, tl.trans(keys), input_precision=PRECISION) * scale_log2
+            probabilities = tl.exp2(scores - lse_log2[:, None])  # P = exp(S − L), in base 2
+            probabilities = tl.where(_visible(rows, cols, n_q, n_k, CAUSAL), probabilities, 0.0)
             # dV_j += Pᵀ dO_i
-            grad_v += tl.dot(
-                tl.trans(probabilities.to(upstream.dtype)), upstream, input_precision=PRECISION
-            )
+            probabilities_t = tl.trans(probabilities).to(upstream.dtype)  # Pᵀ
+            grad_v += tl.dot(probabilities_t, upstream, input_precision=PRECISION)
             # dP = dO_i V_jᵀ
             grad_probabilities = tl.dot(upstream, tl.trans(values), input_precision=PRECISION)
             grad_scores = probabilities * (grad_probabilities - delta[:, None])  # dS = P ∘ (dP − D)
             # dK_j += dSᵀ Q_i / √d
-            grad_k += tl.dot(
-                tl.trans(grad_scores.to(queries.dtype)), queries, input_precision=PRECISION
-            )
+            grad_scores_t = tl.trans(grad_scores).to(queries.dtype)  # dSᵀ
+            grad_k += tl.dot(grad_scores_t, queries, input_precision=PRECISION)
         tl.store(GradK + key_at, (grad_k * scale).to(GradK.dtype.element_ty), mask=col_ok)
         tl.store(GradV + key_at, grad_v.to(GradV.dtype.element_ty), mask=col_ok)
 
@@ -142,18 +126,10 @@ if triton is not None:
             col_ok = cols[:, None] < n_k
             keys = tl.load(K + key_at, mask=col_ok, other=0.0)  # K_j
             values = tl.load(V + key_at, mask=col_ok, other=0.0)  # V_j
-            probabilities = _recomputed_probabilities(
-                queries,
-                tl.trans(keys),
-                lse_log2,
-                rows,
-                cols,
-                n_q,
-                n_k,
-                scale_log2,
-                CAUSAL,
-                PRECISION,
-            )  # P = exp(S − L)
+            # s·log2 e = (q·k / √d) · log2 e
+            scores = tl.dot(queries, tl.trans(keys), input_precision=PRECISION) * scale_log2
+            probabilities = tl.exp2(scores - lse_log2[:, None])  # P = exp(S − L), in base 2
+            probabilities = tl.where(_visible(rows, cols, n_q, n_k, CAUSAL), probabilities, 0.0)
             # dP = dO_i V_jᵀ
             grad_probabilities = tl.dot(upstream, tl.trans(values), input_precision=PRECISION)
             grad_scores = probabilities * (grad_probabilities - delta[:, None])  # dS = P ∘ (dP − D)
