@@ -330,22 +330,27 @@ def _backward(q, k, v, out, lse, grad_out, causal: bool, block_q: int, block_k: 
     return grad_q, grad_k, grad_v
 
 
-class _FlashAttentionFunction(torch.autograd.Function):
-    """Saves only q, k, v, the output and the per-row log-sum-exp: O(n · d), never O(n²)."""
+class RecomputingAttention(torch.autograd.Function):
+    """Saves only q, k, v, the output and the per-row log-sum-exp: O(n · d), never O(n²).
+
+    ``RecomputingAttention.apply(forward_pass, backward_pass, q, k, v, causal, block_q, block_k)``:
+    ``forward_pass(q, k, v, causal, block_q, block_k)`` returns (out, lse) and ``backward_pass(q, k,
+    v, out, lse, grad_out, causal, block_q, block_k)`` recomputes P from the lse and returns dQ, dK,
+    dV. This module's tiled passes use it, and so do the Triton kernels (``flash_triton``).
+    """
 
     @staticmethod
-    def forward(ctx, q, k, v, causal, block_q, block_k):
-        out, lse = _forward(q, k, v, causal, block_q, block_k)
+    def forward(ctx, forward_pass, backward_pass, q, k, v, causal, block_q, block_k):
+        out, lse = forward_pass(q, k, v, causal, block_q, block_k)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.settings = (causal, block_q, block_k)
+        ctx.backward_pass, ctx.settings = backward_pass, (causal, block_q, block_k)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        q, k, v, out, lse = ctx.saved_tensors
-        grad_q, grad_k, grad_v = _backward(q, k, v, out, lse, grad_out, *ctx.settings)
-        return grad_q, grad_k, grad_v, None, None, None
+        grads = ctx.backward_pass(*ctx.saved_tensors, grad_out, *ctx.settings)
+        return (None, None, *grads, None, None, None)  # no gradient for the passes and settings
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +405,7 @@ def flash_attention(
     keys j <= i and tiles entirely above the diagonal are never computed.
     """
     compute, block_q, block_k = _checked_inputs(q, k, v, causal, block_q, block_k)
-    out = _FlashAttentionFunction.apply(*compute, causal, block_q, block_k)
+    out = RecomputingAttention.apply(_forward, _backward, *compute, causal, block_q, block_k)
     return out.to(q.dtype)
 
 
@@ -426,6 +431,7 @@ __all__ = [
     "TILE_PARTIAL",
     "TILE_SKIP",
     "Tile",
+    "RecomputingAttention",
     "TileStep",
     "check_block_size",
     "check_flash_inputs",

@@ -30,6 +30,7 @@ import textwrap
 
 import torch
 
+from course_utils.flash import RecomputingAttention, check_flash_inputs, tile_sizes
 from course_utils.flash_triton_backward import LOG2_E, triton_flash_backward
 
 try:  # the kernel exists only where triton does
@@ -182,24 +183,6 @@ def _triton_forward(queries, keys, values, causal: bool, block_q: int, block_k: 
     return out, lse_log2
 
 
-class _TritonFlashAttention(torch.autograd.Function):
-    """Saves q, k, v, the output and one log-sum-exp per row: O(n · d), never O(n²)."""
-
-    @staticmethod
-    def forward(ctx, queries, keys, values, causal, block_q, block_k):
-        out, lse_log2 = _triton_forward(queries, keys, values, causal, block_q, block_k)
-        ctx.save_for_backward(queries, keys, values, out, lse_log2)
-        ctx.settings = (causal, block_q, block_k)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        queries, keys, values, out, lse_log2 = ctx.saved_tensors
-        grads = triton_flash_backward(queries, keys, values, out, lse_log2, grad_out, *ctx.settings)
-        return (*grads, None, None, None)
-
-
 def triton_flash_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -217,7 +200,6 @@ def triton_flash_attention(
     ``torch.nn.functional.scaled_dot_product_attention`` to ~1e-6.
     """
     require_triton(q.device)
-    from course_utils.flash import check_flash_inputs, tile_sizes
 
     check_flash_inputs(q, k, v, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -230,7 +212,9 @@ def triton_flash_attention(
         )
     # (B·H, n, d), contiguous: the layout the kernels address
     queries, keys, values = (t.reshape(-1, t.shape[-2], head_dim).contiguous() for t in (q, k, v))
-    out = _TritonFlashAttention.apply(queries, keys, values, causal, block_q, block_k)
+    out = RecomputingAttention.apply(
+        _triton_forward, triton_flash_backward, queries, keys, values, causal, block_q, block_k
+    )  # saves q, k, v, out and L·log2 e; the backward kernels recompute P from them
     return out.reshape(q.shape)
 
 

@@ -46,12 +46,35 @@ LOG2_E = 1.4426950408889634  # exp(x) = 2^(x · log2 e): exp2 is the fast path o
 if triton is not None:
 
     @triton.jit
-    def _visible(rows, cols, n_q, n_k, CAUSAL: tl.constexpr):
-        """(rows, cols) True where query i may attend key j: both exist, and j <= i if causal."""
-        visible = (rows[:, None] < n_q) & (cols[None, :] < n_k)
+    def _rows_of(batch_head, positions, n, HEAD_DIM: tl.constexpr):
+        """Offsets of the rows ``positions`` of one batch·head of a contiguous (B·H, n, HEAD_DIM)."""
+        features = tl.arange(0, HEAD_DIM)
+        return batch_head * n * HEAD_DIM + positions[:, None] * HEAD_DIM + features[None, :]
+
+    @triton.jit
+    def _query_block(Q, GradOut, LSE2, Delta, batch_head, rows, n_q, HEAD_DIM: tl.constexpr):
+        """Q_i, dO_i, L_i·log2 e and D_i of the query rows ``rows`` (zeros past n_q)."""
+        row_ok = rows < n_q
+        at = _rows_of(batch_head, rows, n_q, HEAD_DIM)
+        queries = tl.load(Q + at, mask=row_ok[:, None], other=0.0)  # Q_i
+        upstream = tl.load(GradOut + at, mask=row_ok[:, None], other=0.0)  # dO_i
+        lse_log2 = tl.load(LSE2 + batch_head * n_q + rows, mask=row_ok, other=0.0)  # L·log2 e
+        delta = tl.load(Delta + batch_head * n_q + rows, mask=row_ok, other=0.0)  # D_i = dO_i · O_i
+        return queries, upstream, lse_log2, delta
+
+    @triton.jit
+    def _probabilities(
+        queries, keys, lse_log2, rows, cols, n_q, n_k, scale_log2,
+        CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+    ):  # fmt: skip
+        """P = exp(S − L) of one tile, recomputed in base 2; 0 where query i may not see key j."""
+        # s·log2 e = (q·k / √d) · log2 e
+        scores = tl.dot(queries, tl.trans(keys), input_precision=PRECISION) * scale_log2
+        probabilities = tl.exp2(scores - lse_log2[:, None])  # 2^(s·log2 e − L·log2 e) = exp(s − L)
+        visible = (rows[:, None] < n_q) & (cols[None, :] < n_k)  # both exist
         if CAUSAL:
-            visible = visible & (cols[None, :] <= rows[:, None])
-        return visible
+            visible = visible & (cols[None, :] <= rows[:, None])  # and j <= i
+        return tl.where(visible, probabilities, 0.0)
 
     @triton.jit
     def _flash_backward_dkdv_kernel(
@@ -60,15 +83,13 @@ if triton is not None:
         HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
         CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
-        k_block = tl.program_id(0)
-        batch_head = tl.program_id(1)
+        """One program per (key block j, batch·head): dK_j and dV_j, summed in registers over the
+        query blocks that can see key block j, then stored once."""
+        k_block, batch_head = tl.program_id(0), tl.program_id(1)
         cols = k_block * BLOCK_K + tl.arange(0, BLOCK_K)
-        features = tl.arange(0, HEAD_DIM)
-        # rows of HEAD_DIM numbers, one (n, HEAD_DIM) block per batch·head
-        key_at = batch_head * n_k * HEAD_DIM + cols[:, None] * HEAD_DIM + features[None, :]
-        col_ok = cols[:, None] < n_k
-        keys = tl.load(K + key_at, mask=col_ok, other=0.0)  # K_j
-        values = tl.load(V + key_at, mask=col_ok, other=0.0)  # V_j
+        key_at, col_ok = _rows_of(batch_head, cols, n_k, HEAD_DIM), cols[:, None] < n_k
+        keys = tl.load(K + key_at, mask=col_ok, other=0.0)  # K_j, stays on chip
+        values = tl.load(V + key_at, mask=col_ok, other=0.0)  # V_j, stays on chip
         grad_k = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
         grad_v = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
         q_begin = 0
@@ -76,16 +97,12 @@ if triton is not None:
             q_begin = (k_block * BLOCK_K // BLOCK_Q) * BLOCK_Q
         for q_start in range(q_begin, n_q, BLOCK_Q):
             rows = q_start + tl.arange(0, BLOCK_Q)
-            row_ok = rows < n_q
-            query_at = batch_head * n_q * HEAD_DIM + rows[:, None] * HEAD_DIM + features[None, :]
-            queries = tl.load(Q + query_at, mask=row_ok[:, None], other=0.0)  # Q_i
-            upstream = tl.load(GradOut + query_at, mask=row_ok[:, None], other=0.0)  # dO_i
-            lse_log2 = tl.load(LSE2 + batch_head * n_q + rows, mask=row_ok, other=0.0)  # L·log2 e
-            delta = tl.load(Delta + batch_head * n_q + rows, mask=row_ok, other=0.0)  # D_i
-            # s·log2 e = (q·k / √d) · log2 e
-            scores = tl.dot(queries, tl.trans(keys), input_precision=PRECISION) * scale_log2
-            probabilities = tl.exp2(scores - lse_log2[:, None])  # P = exp(S − L), in base 2
-            probabilities = tl.where(_visible(rows, cols, n_q, n_k, CAUSAL), probabilities, 0.0)
+            queries, upstream, lse_log2, delta = _query_block(
+                Q, GradOut, LSE2, Delta, batch_head, rows, n_q, HEAD_DIM
+            )
+            probabilities = _probabilities(
+                queries, keys, lse_log2, rows, cols, n_q, n_k, scale_log2, CAUSAL, PRECISION
+            )  # P = exp(S − L)
             # dV_j += Pᵀ dO_i
             probabilities_t = tl.trans(probabilities).to(upstream.dtype)  # Pᵀ
             grad_v += tl.dot(probabilities_t, upstream, input_precision=PRECISION)
@@ -105,49 +122,43 @@ if triton is not None:
         HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
         CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
-        q_block = tl.program_id(0)
-        batch_head = tl.program_id(1)
+        """One program per (query block i, batch·head): dQ_i, summed over key blocks, stored once."""
+        q_block, batch_head = tl.program_id(0), tl.program_id(1)
         rows = q_block * BLOCK_Q + tl.arange(0, BLOCK_Q)
-        features = tl.arange(0, HEAD_DIM)
-        row_ok = rows < n_q
-        # rows of HEAD_DIM numbers, one (n, HEAD_DIM) block per batch·head
-        query_at = batch_head * n_q * HEAD_DIM + rows[:, None] * HEAD_DIM + features[None, :]
-        queries = tl.load(Q + query_at, mask=row_ok[:, None], other=0.0)  # Q_i
-        upstream = tl.load(GradOut + query_at, mask=row_ok[:, None], other=0.0)  # dO_i
-        lse_log2 = tl.load(LSE2 + batch_head * n_q + rows, mask=row_ok, other=0.0)  # L·log2 e
-        delta = tl.load(Delta + batch_head * n_q + rows, mask=row_ok, other=0.0)  # D_i
+        queries, upstream, lse_log2, delta = _query_block(  # stay on chip
+            Q, GradOut, LSE2, Delta, batch_head, rows, n_q, HEAD_DIM
+        )
         grad_q = tl.zeros([BLOCK_Q, HEAD_DIM], tl.float32)
         k_end = n_k
         if CAUSAL:  # key blocks after this query block's last row are skipped entirely
             k_end = tl.minimum(n_k, (q_block + 1) * BLOCK_Q)
         for k_start in range(0, k_end, BLOCK_K):
             cols = k_start + tl.arange(0, BLOCK_K)
-            key_at = batch_head * n_k * HEAD_DIM + cols[:, None] * HEAD_DIM + features[None, :]
-            col_ok = cols[:, None] < n_k
+            key_at, col_ok = _rows_of(batch_head, cols, n_k, HEAD_DIM), cols[:, None] < n_k
             keys = tl.load(K + key_at, mask=col_ok, other=0.0)  # K_j
             values = tl.load(V + key_at, mask=col_ok, other=0.0)  # V_j
-            # s·log2 e = (q·k / √d) · log2 e
-            scores = tl.dot(queries, tl.trans(keys), input_precision=PRECISION) * scale_log2
-            probabilities = tl.exp2(scores - lse_log2[:, None])  # P = exp(S − L), in base 2
-            probabilities = tl.where(_visible(rows, cols, n_q, n_k, CAUSAL), probabilities, 0.0)
+            probabilities = _probabilities(
+                queries, keys, lse_log2, rows, cols, n_q, n_k, scale_log2, CAUSAL, PRECISION
+            )  # P = exp(S − L)
             # dP = dO_i V_jᵀ
             grad_probabilities = tl.dot(upstream, tl.trans(values), input_precision=PRECISION)
             grad_scores = probabilities * (grad_probabilities - delta[:, None])  # dS = P ∘ (dP − D)
             # dQ_i += dS K_j / √d
             grad_q += tl.dot(grad_scores.to(keys.dtype), keys, input_precision=PRECISION)
-        tl.store(
-            GradQ + query_at, (grad_q * scale).to(GradQ.dtype.element_ty), mask=row_ok[:, None]
-        )
+        query_at = _rows_of(batch_head, rows, n_q, HEAD_DIM)
+        grad_q = (grad_q * scale).to(GradQ.dtype.element_ty)
+        tl.store(GradQ + query_at, grad_q, mask=rows[:, None] < n_q)
 
 
 def triton_flash_backward(
     q, k, v, out, lse_log2, grad_out, causal: bool, block_q: int, block_k: int
 ):
-    """dQ, dK, dV of the Triton flash kernel from the saved output and log-sum-exp (float32 lse).
+    """dQ, dK, dV of the Triton flash kernel from the saved output and log-sum-exp.
 
-    q, out, grad_out (B·H, n_q, d) and k, v (B·H, n_k, d), all contiguous (the kernels address
-    row r of batch·head b at (b · n + r) · d); lse_log2 (B·H, n_q), float32: the log-sum-exp in base 2, L·log2 e, as the
-    forward kernel saves it. Launches :func:`_flash_backward_dkdv_kernel` then :func:`_flash_backward_dq_kernel`.
+    q, out, grad_out (B·H, n_q, d) and k, v (B·H, n_k, d), all contiguous (the kernels address row
+    r of batch·head b at (b · n + r) · d); lse_log2 (B·H, n_q), float32: the log-sum-exp in base 2,
+    L·log2 e, as the forward kernel saves it. Launches :func:`_flash_backward_dkdv_kernel`, then
+    :func:`_flash_backward_dq_kernel`.
     """
     n_q, n_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
     grad_out = grad_out.contiguous()
