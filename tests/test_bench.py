@@ -99,6 +99,16 @@ def test_a_failing_child_becomes_an_error_row(monkeypatch):
     assert row["status"] == "error" and "child exited -9: Killed" in row["note"]
 
 
+def test_what_a_learners_function_raises_while_timed_is_shown_escaped(monkeypatch):
+    def shouting_child(command, **kwargs):
+        stderr = "Traceback ...\nValueError: \x1b]0;pwned\x07\x1b[2Jboom\n"
+        return subprocess.CompletedProcess(command, 1, stdout="", stderr=stderr)
+
+    monkeypatch.setattr(bench.subprocess, "run", shouting_child)
+    row = run_case(BenchCase("mine", "forward", False, 64, function="m:f"))
+    assert row["note"] == "child exited 1: ValueError: \\x1b]0;pwned\\x07\\x1b[2Jboom"
+
+
 def test_triton_is_skipped_with_a_reason_where_unavailable():
     from course_utils import flash_triton
 

@@ -44,7 +44,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from course_utils.benchmark.bench_report import COURSE_METHODS
-from course_utils.benchmark.learner_method import NAME_PATTERN, LearnerMethod, load_function
+from course_utils.benchmark.learner_method import (
+    NAME_PATTERN,
+    LearnerMethod,
+    load_function,
+    shown,
+)
 from course_utils.benchmark.peak_memory import MIB, PeakMemory
 
 METHODS = COURSE_METHODS
@@ -304,7 +309,8 @@ def run_case(case: BenchCase, timeout_s: float = 900.0, memory_cap_mib: float = 
         if line.startswith(_CHILD_MARKER):
             return json.loads(line[len(_CHILD_MARKER) :])
     tail = (finished.stderr or finished.stdout).strip().splitlines()[-1:] or ["no output"]
-    return _row(case, "error", f"child exited {finished.returncode}: {tail[0][:300]}")
+    # a learner's function may have raised it: escaped, so a message cannot drive the terminal
+    return _row(case, "error", f"child exited {finished.returncode}: {shown(tail[0], 300)}")
 
 
 def peak_memory_mib(
