@@ -23,7 +23,9 @@ This module is the algorithm written to be read beside the notebook, one equatio
 * :func:`flash_attention_forward` — the tiled forward pass, returning (out, lse), with an
   optional callback after every tile (the notebook counts tiles with it, the widget replays them);
 * :func:`flash_attention` — differentiable: the backward pass recomputes each tile's
-  probabilities from the saved log-sum-exp L_i = m_i + log l_i instead of storing them.
+  probabilities from the saved log-sum-exp L_i = m_i + log l_i instead of storing them;
+* :func:`weights_from_lse` (from ``flash_weights``) — the same recomputation for the rows of the
+  weight matrix someone wants to see, which a fused kernel never returns.
 
 ``course_utils.flash_fast`` computes the same thing faster on a CPU (lazy rescaling, a bound that
 skips the row maximum, diagonal strips, reused buffers); it is tested equal to this module, and
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from course_utils.dot_product import check_qkv
+from course_utils.flash_weights import weights_from_lse
 from course_utils.helpers.validation import check_block_size
 
 DEFAULT_BLOCK_Q = 512
@@ -327,22 +330,27 @@ def _backward(q, k, v, out, lse, grad_out, causal: bool, block_q: int, block_k: 
     return grad_q, grad_k, grad_v
 
 
-class _FlashAttentionFunction(torch.autograd.Function):
-    """Saves only q, k, v, the output and the per-row log-sum-exp: O(n · d), never O(n²)."""
+class RecomputingAttention(torch.autograd.Function):
+    """Saves only q, k, v, the output and the per-row log-sum-exp: O(n · d), never O(n²).
+
+    ``RecomputingAttention.apply(forward_pass, backward_pass, q, k, v, causal, block_q, block_k)``:
+    ``forward_pass(q, k, v, causal, block_q, block_k)`` returns (out, lse) and ``backward_pass(q, k,
+    v, out, lse, grad_out, causal, block_q, block_k)`` recomputes P from the lse and returns dQ, dK,
+    dV. This module's tiled passes use it, and so do the Triton kernels (``flash_triton``).
+    """
 
     @staticmethod
-    def forward(ctx, q, k, v, causal, block_q, block_k):
-        out, lse = _forward(q, k, v, causal, block_q, block_k)
+    def forward(ctx, forward_pass, backward_pass, q, k, v, causal, block_q, block_k):
+        out, lse = forward_pass(q, k, v, causal, block_q, block_k)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.settings = (causal, block_q, block_k)
+        ctx.backward_pass, ctx.settings = backward_pass, (causal, block_q, block_k)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        q, k, v, out, lse = ctx.saved_tensors
-        grad_q, grad_k, grad_v = _backward(q, k, v, out, lse, grad_out, *ctx.settings)
-        return grad_q, grad_k, grad_v, None, None, None
+        grads = ctx.backward_pass(*ctx.saved_tensors, grad_out, *ctx.settings)
+        return (None, None, *grads, None, None, None)  # no gradient for the passes and settings
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,7 +405,7 @@ def flash_attention(
     keys j <= i and tiles entirely above the diagonal are never computed.
     """
     compute, block_q, block_k = _checked_inputs(q, k, v, causal, block_q, block_k)
-    out = _FlashAttentionFunction.apply(*compute, causal, block_q, block_k)
+    out = RecomputingAttention.apply(_forward, _backward, *compute, causal, block_q, block_k)
     return out.to(q.dtype)
 
 
@@ -423,6 +431,7 @@ __all__ = [
     "TILE_PARTIAL",
     "TILE_SKIP",
     "Tile",
+    "RecomputingAttention",
     "TileStep",
     "check_block_size",
     "check_flash_inputs",
@@ -436,4 +445,5 @@ __all__ = [
     "score_gradient",
     "tile_kind",
     "tile_schedule",
+    "weights_from_lse",
 ]

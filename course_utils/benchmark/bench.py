@@ -11,7 +11,8 @@ Methods: ``naive`` is ``course_utils.flash.naive_attention``, which materialises
 need exceeds ``--memory-cap-mib``); ``tiled`` is the CPU-optimised ``course_utils.flash_fast``;
 ``textbook`` is ``course_utils.flash``, the same algorithm as notebook 07 writes it; ``sdpa`` is
 ``torch.nn.functional.scaled_dot_product_attention``; ``triton`` is ``course_utils.flash_triton``
-(CUDA only, forward only).
+(CUDA only; forward and backward kernels). ``--method NAME=MODULE:FUNCTION`` adds your own function,
+checked against SDPA before it is timed (``course_utils.benchmark.learner_method``).
 
 Every case — (method, mode, causal, n) — runs in a FRESH child process, so one case's allocations
 cannot hide or inflate another's peak. In the child:
@@ -42,9 +43,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from course_utils.benchmark.bench_report import COURSE_METHODS
+from course_utils.benchmark.learner_method import (
+    NAME_PATTERN,
+    LearnerMethod,
+    load_function,
+    shown,
+)
 from course_utils.benchmark.peak_memory import MIB, PeakMemory
 
-METHODS = ("naive", "textbook", "tiled", "sdpa", "triton")
+METHODS = COURSE_METHODS
 MODES = ("forward", "backward")  # "backward" = forward + backward
 DEFAULT_SIZES = (512, 1024, 2048, 4096, 8192, 16384)
 DEFAULT_OUT = Path("bench_results")
@@ -72,9 +80,13 @@ class BenchCase:
     repeats: int = 5
     time_budget_s: float = 20.0
     seed: int = 0
+    function: str = ""  # MODULE:FUNCTION of a learner's method (then ``method`` is its NAME)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.function:
+            if self.method in METHODS or not NAME_PATTERN.fullmatch(self.method):
+                raise ValueError(f"a learner's method needs a name of its own, got {self.method!r}")
+        elif self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
@@ -116,6 +128,11 @@ def estimated_naive_bytes(case: BenchCase) -> int:
 def _method_fn(case: BenchCase) -> Callable:
     import torch
 
+    if case.function:  # a learner's method: FUNCTION(q, k, v), with causal=True for causal cases
+        function = load_function(case.function)
+        if case.causal:
+            return lambda q, k, v: function(q, k, v, causal=True)
+        return lambda q, k, v: function(q, k, v)
     if case.method == "naive":
         from course_utils.flash import naive_attention
 
@@ -256,8 +273,6 @@ def skip_reason(case: BenchCase, memory_cap_mib: float) -> str | None:
         if need > memory_cap_mib:
             return f"naive needs >= {need:.0f} MiB (n x n matrices) > --memory-cap-mib {memory_cap_mib:.0f}"
     if case.method == "triton":
-        if case.mode != "forward":
-            return "the Triton kernel is forward-only"
         from course_utils import flash_triton
 
         reason = flash_triton.unavailable_reason(case.device)
@@ -294,7 +309,8 @@ def run_case(case: BenchCase, timeout_s: float = 900.0, memory_cap_mib: float = 
         if line.startswith(_CHILD_MARKER):
             return json.loads(line[len(_CHILD_MARKER) :])
     tail = (finished.stderr or finished.stdout).strip().splitlines()[-1:] or ["no output"]
-    return _row(case, "error", f"child exited {finished.returncode}: {tail[0][:300]}")
+    # a learner's function may have raised it: escaped, so a message cannot drive the terminal
+    return _row(case, "error", f"child exited {finished.returncode}: {shown(tail[0], 300)}")
 
 
 def peak_memory_mib(
@@ -312,15 +328,22 @@ def build_cases(
     methods: Sequence[str],
     modes: Sequence[str],
     causal_options: Sequence[bool],
+    learner_methods: Sequence[LearnerMethod] = (),
     **settings,
 ) -> list[BenchCase]:
-    return [
-        BenchCase(method, mode, causal, n, **settings)
-        for n in sizes
-        for mode in modes
-        for causal in causal_options
-        for method in methods
-    ]
+    """Every (n, mode, causal, method): the course's ``methods``, then the learner's (checked) ones,
+    whose causal cases are left out where the function has no ``causal`` parameter."""
+    cases = []
+    for n in sizes:
+        for mode in modes:
+            for causal in causal_options:
+                cases += [BenchCase(method, mode, causal, n, **settings) for method in methods]
+                cases += [
+                    BenchCase(learner.name, mode, causal, n, function=learner.spec, **settings)
+                    for learner in learner_methods
+                    if learner.takes_causal or not causal
+                ]
+    return cases
 
 
 def run_cases(

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+# The course's methods (course-bench --methods); any other name in a row is a learner's --method.
+COURSE_METHODS = ("naive", "textbook", "tiled", "sdpa", "triton")
+
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
 def format_table(rows: Sequence[dict]) -> str:
+    width = max([7, *(len(row["method"]) for row in rows)])  # a learner's NAME may be longer
     header = (
-        f"{'n':>6} {'method':<7} {'mode':<9} {'causal':<6} {'best (s)':>9} {'median (s)':>10} "
+        f"{'n':>6} {'method':<{width}} {'mode':<9} {'causal':<6} {'best (s)':>9} {'median (s)':>10} "
         f"{'cpu (s)':>8} {'extra MiB':>10}  note"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['n']:>6} {row['method']:<7} {row['mode']:<9} {str(row['causal']):<6} "
+            f"{row['n']:>6} {row['method']:<{width}} {row['mode']:<9} {str(row['causal']):<6} "
             f"{_fmt(row.get('time_min_s'), '.4f'):>9} {_fmt(row['time_s'], '.4f'):>10} "
             f"{_fmt(row.get('cpu_time_s'), '.3f'):>8} "
             f"{_fmt(row['extra_peak_mib'], '.1f'):>10}  "
@@ -57,7 +61,8 @@ def _ratio(label: str, slower: dict, faster: dict) -> str:
 
 
 def summarize(rows: Sequence[dict]) -> list[str]:
-    """Headline ratios: tiled vs sdpa, naive and textbook vs tiled, causal vs non-causal tiled."""
+    """Headline ratios: tiled vs sdpa, naive and textbook vs tiled, causal vs non-causal tiled;
+    then each learner's method against tiled and sdpa."""
     table = _lookup(rows)
     lines = []
     for (method, mode, causal, n), row in sorted(table.items(), key=lambda item: item[0][3]):
@@ -78,6 +83,17 @@ def summarize(rows: Sequence[dict]) -> list[str]:
             full = table.get(("tiled", mode, False, n))
             if full:
                 parts.append(_ratio("non-causal/causal time", full, row))
+        if parts:
+            lines.append(f"{tag}: " + ", ".join(parts))
+    for (method, mode, causal, n), row in sorted(table.items(), key=lambda item: item[0][3]):
+        if method in COURSE_METHODS:
+            continue
+        tag = f"n={n:>5} {mode:<8}{' causal' if causal else '       '}"
+        parts = [
+            _ratio(f"{method}/{course} time", row, table[(course, mode, causal, n)])
+            for course in ("tiled", "sdpa")
+            if (course, mode, causal, n) in table
+        ]
         if parts:
             lines.append(f"{tag}: " + ", ".join(parts))
     return lines

@@ -1,6 +1,8 @@
 """``course-bench`` / ``python -m course_utils.bench``: the benchmark's options, its run, its outputs.
 
 The cases, their fresh processes and their rows are ``bench.py``; see its docstring for what is measured.
+A learner's own function (``--method NAME=MODULE:FUNCTION``, repeatable) is checked against SDPA in a
+fresh process first (``learner_method.py``): a wrong one stops the command before anything is timed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from course_utils.benchmark.bench import (
     write_csv,
 )
 from course_utils.benchmark.bench_report import format_table, summarize
+from course_utils.benchmark.learner_method import (
+    LearnerMethod,
+    LearnerMethodError,
+    check_in_fresh_process,
+    parse_method,
+    shown,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -43,6 +52,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sizes", type=_positive_int, nargs="+", default=list(DEFAULT_SIZES))
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["naive", "tiled", "sdpa"])
+    parser.add_argument(
+        "--method",
+        dest="learner_methods",
+        metavar="NAME=MODULE:FUNCTION",
+        type=parse_method,
+        action="append",
+        default=[],
+        help="also time your own attention FUNCTION(q, k, v[, causal=True]) from MODULE (a module "
+        "name or a .py file), checked against SDPA first; repeatable",
+    )
     parser.add_argument(
         "--modes",
         nargs="+",
@@ -89,17 +108,59 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    names = [method.name for method in args.learner_methods]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        parser.error(f"--method: each NAME once, got {', '.join(repeated)} more than once")
+    device_problem = _device_problem(args.device)
+    if device_problem:
+        parser.error(f"--device {args.device}: {device_problem}")
     return args
+
+
+def _device_problem(device: str) -> str | None:
+    """Why ``device`` cannot run here (the check runs before any case), or None."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        return "expected cpu, cuda or cuda:N"
+    if kind == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available here (torch.cuda.is_available() is False); use --device cpu"
+    if kind not in ("cpu", "cuda"):
+        return f"the benchmark runs on cpu or cuda, got {kind}"
+    return None
+
+
+def checked_learner_methods(args: argparse.Namespace) -> list[LearnerMethod]:
+    """Each --method checked against SDPA in a fresh process; LearnerMethodError at the first wrong one."""
+    return [
+        check_in_fresh_process(
+            method, args.modes, args.dim, args.dtype, args.device, timeout_s=args.timeout
+        )
+        for method in args.learner_methods
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     causal_options = {"both": (False, True), "yes": (True,), "no": (False,)}[args.causal]
+    try:
+        learner_methods = checked_learner_methods(args)
+    except LearnerMethodError as error:
+        print(f"course-bench: error: {error}", file=sys.stderr)
+        return 2
+    for method in learner_methods:
+        print(f"{method.name} ({shown(method.spec)}) equals SDPA on the check's input: timing it")
+        if True in causal_options and not method.takes_causal:
+            print(f"{method.name} has no `causal` parameter: its causal cases are left out")
     cases = build_cases(
         args.sizes,
         args.methods,
         args.modes,
         causal_options,
+        learner_methods,
         batch=args.batch,
         heads=args.heads,
         dim=args.dim,

@@ -26,6 +26,10 @@ def plot_benchmark(rows: Sequence[Mapping], title: str | None = None) -> plt.Fig
         "sdpa": "tab:green",
         "triton": "tab:purple",
     }
+    learner_colours = iter(["tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"] * 4)
+    for row in rows:  # a learner's methods (course-bench --method) take the colours left
+        if row["method"] not in colours:
+            colours[row["method"]] = next(learner_colours, "black")
     figure, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(11, 4))
     series: dict[tuple, list[tuple[int, float, float]]] = {}
     for row in rows:
