@@ -12,8 +12,9 @@ and ``train_classifier``'s ``before_each_step`` lets a notebook watch γ while i
 
 Nothing tells the model which channel or which place matters: it sees images and labels only.
 The pooling divides by Σ a, so that a map spread over the noise dilutes the object's features: the
-model gains by putting its weight where the answer is. (With a plain mean of a · F the map is free
-to look elsewhere: in 2 of 5 training seeds its peak fell outside the square on almost every image.)
+model gains by putting its weight where the answer is. ``divide_by_map=False`` takes the plain mean
+of a · F instead, where the map is free to look elsewhere (notebook 11 quotes what that does over
+seeds; ``course_utils.benchmark.seed_ranges`` recomputes it).
 :func:`evaluate_classifier` then asks what it learned: the mean channel weight of each input channel,
 and how often the spatial map's peak falls inside the informative square.
 """
@@ -46,10 +47,12 @@ class ChannelSpatialClassifier(nn.Module):
         reduction: int = 2,
         kernel_size: int = 7,
         classes: int = 2,
+        divide_by_map: bool = True,
     ):
         super().__init__()
         require_positive_int("features", features)
         require_positive_int("classes", classes)
+        self.divide_by_map = divide_by_map  # False: the plain mean of a · F, for comparison
         self.channel_attention = SqueezeExcitation(channels, reduction)
         self.conv = nn.Conv2d(channels, features, kernel_size=3, padding=1)
         self.cbam_channels = ChannelAttention(features, reduction)
@@ -63,7 +66,11 @@ class ChannelSpatialClassifier(nn.Module):
         features = self.cbam_channels(features)[:, :, None, None] * features
         spatial_map = self.spatial_attention(features)  # a = σ(conv([mean_c F ; max_c F]))
         # attention-weighted average of the features over the positions: Σ_hw a_hw F_hw / Σ_hw a_hw
-        pooled = (spatial_map * features).sum(dim=(2, 3)) / spatial_map.sum(dim=(2, 3))  # (B, F)
+        pooled = (spatial_map * features).sum(dim=(2, 3))  # Σ_hw a_hw F_hw: (B, F)
+        if self.divide_by_map:
+            pooled = pooled / spatial_map.sum(dim=(2, 3))  # / Σ_hw a_hw
+        else:
+            pooled = pooled / (features.shape[2] * features.shape[3])  # the plain mean of a · F
         return self.head(pooled), channel_weights, spatial_map
 
 

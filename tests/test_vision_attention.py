@@ -354,3 +354,19 @@ def test_sagan_classifier_trains_and_gamma_can_be_watched():
     assert len(losses) == 4 and len(gammas) == 4 and gammas[0] == 0.0 and gammas[-1] != 0.0
     logits, weights = model(task.batch(5, torch.Generator().manual_seed(1))[0])
     assert logits.shape == (5, 2) and weights.shape == (5, 36, 36)
+
+
+def test_classifier_pools_by_the_map_or_by_a_plain_mean():
+    task = ChannelObjectTask(channels=3, size=8, object_size=2, informative=0)
+    images = task.batch(4, torch.Generator().manual_seed(3))[0]
+    torch.manual_seed(0)
+    weighted = ChannelSpatialClassifier(task.channels, features=4)
+    plain = ChannelSpatialClassifier(task.channels, features=4, divide_by_map=False)
+    plain.load_state_dict(weighted.state_dict())
+    captured = {}
+    weighted.head.register_forward_hook(lambda m, i, o: captured.__setitem__("weighted", i[0]))
+    plain.head.register_forward_hook(lambda m, i, o: captured.__setitem__("plain", i[0]))
+    _, _, spatial_map = weighted(images)
+    plain(images)
+    ratio = spatial_map.sum(dim=(2, 3)) / (8 * 8)  # Σ a / HW: what separates the two poolings
+    torch.testing.assert_close(captured["plain"], captured["weighted"] * ratio)
