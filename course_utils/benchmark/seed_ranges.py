@@ -163,7 +163,9 @@ def _associative_recall() -> Figures:
 # 11: the SE + CBAM classifier, SAGAN's γ, the Perceiver encoder's time
 
 
-def _channel_spatial_classifier() -> Figures:
+def _channel_spatial_reports(seeds: range, divide_by_map: bool = True):
+    """(task, report) for notebook 11's SE + CBAM classifier trained from each seed, as the notebook
+    trains it (``evaluate_classifier`` on 512 held-out images)."""
     from course_utils.synthetic_images import ChannelObjectTask
     from course_utils.vision_classifier import (
         ChannelSpatialClassifier,
@@ -172,14 +174,18 @@ def _channel_spatial_classifier() -> Figures:
     )
 
     task = ChannelObjectTask(channels=4, size=16, object_size=4, informative=1, noise=0.5)
-    distractors = [c for c in range(task.channels) if c != task.informative]
+    for seed in seeds:
+        seed_everything(seed)
+        model = ChannelSpatialClassifier(task.channels, features=8, divide_by_map=divide_by_map)
+        train_classifier(model, task, steps=300, seed=seed)
+        yield task, evaluate_classifier(model, task, count=512, seed=2026)
+
+
+def _channel_spatial_classifier() -> Figures:
     figures: Figures = {"accuracy, %": [], "SE lead over the distractors' average": []}
     figures["peak inside the square, %"] = []
-    for seed in range(20):
-        seed_everything(seed)
-        model = ChannelSpatialClassifier(task.channels, features=8)
-        train_classifier(model, task, steps=300, seed=seed)
-        report = evaluate_classifier(model, task, count=512, seed=2026)
+    for task, report in _channel_spatial_reports(range(20)):
+        distractors = [c for c in range(task.channels) if c != task.informative]
         weights = report["channel_weights"]
         figures["accuracy, %"].append(100 * report["accuracy"])
         lead = weights[task.informative] - weights[distractors].mean()
@@ -189,24 +195,9 @@ def _channel_spatial_classifier() -> Figures:
 
 
 def _plain_mean_pooling() -> Figures:
-    from course_utils.synthetic_images import ChannelObjectTask
-    from course_utils.vision_classifier import (
-        ChannelSpatialClassifier,
-        evaluate_classifier,
-        train_classifier,
-    )
-
-    task = ChannelObjectTask(channels=4, size=16, object_size=4, informative=1, noise=0.5)
-    figures: Figures = {"peak inside the square, plain mean of a · F, %": []}
-    for seed in range(5):
-        seed_everything(seed)
-        model = ChannelSpatialClassifier(task.channels, features=8, divide_by_map=False)
-        train_classifier(model, task, steps=300, seed=seed)
-        report = evaluate_classifier(model, task, count=512, seed=2026)
-        figures["peak inside the square, plain mean of a · F, %"].append(
-            100 * report["peak_in_box"]
-        )
-    return figures
+    reports = _channel_spatial_reports(range(5), divide_by_map=False)
+    peaks = [100 * report["peak_in_box"] for _, report in reports]
+    return {"peak inside the square, plain mean of a · F, %": peaks}
 
 
 def _sagan_gamma() -> Figures:
